@@ -1,0 +1,638 @@
+//! The game's wire formats: body framing and field normalisation.
+//!
+//! Accepts what the real clients send (contract §1): a JSON array of flat
+//! objects whose values are mostly strings, newline-delimited JSON objects,
+//! and legacy URL-encoded lines, with every field spelling of §1.7. Each
+//! event is decoded on its own, so one bad event is reported by index and
+//! never costs the good ones beside it.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::event::{Event, Participant, Stance, Str, Team, Vec3, empty};
+use crate::EventKind;
+
+/// Values below this (2020-01-01 in Unix seconds) are game-relative
+/// `level.time` seconds, as upstream decided.
+pub const GAME_RELATIVE_LIMIT_SECS: f64 = 1_577_836_800.0;
+
+/// Why a whole body could not be read.
+#[derive(Debug, Error, PartialEq)]
+pub enum BodyError {
+    #[error("body is empty")]
+    Empty,
+    #[error("body is not UTF-8: {0}")]
+    NotUtf8(String),
+    #[error("invalid JSON array: {0}")]
+    InvalidArray(String),
+}
+
+/// Why one event was rejected.
+#[derive(Debug, Error, PartialEq, Clone)]
+pub enum EventError {
+    #[error("not a JSON object: {0}")]
+    NotObject(String),
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("field `type` is missing or empty")]
+    MissingType,
+    #[error("field `{field}`: {reason}")]
+    BadField { field: String, reason: String },
+}
+
+/// One item of a body: the decoded object and its original text.
+#[derive(Debug, Clone)]
+pub struct RawItem {
+    pub object: Map<String, Value>,
+    pub text: Str,
+}
+
+/// Splits a body into items. The body format is sniffed as upstream does
+/// (a leading `[` is a JSON array, otherwise lines), with the content type
+/// as a hint for lines.
+pub fn split_body(body: &[u8]) -> Result<Vec<Result<RawItem, EventError>>, BodyError> {
+    let text = std::str::from_utf8(body).map_err(|e| BodyError::NotUtf8(e.to_string()))?;
+    // The game's string builder can leave NUL bytes behind.
+    let cleaned;
+    let text = if text.contains('\0') {
+        cleaned = text.replace('\0', "");
+        cleaned.as_str()
+    } else {
+        text
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(BodyError::Empty);
+    }
+    if text.starts_with('[') {
+        return split_array(text);
+    }
+    if text.starts_with('{') && !text.contains('\n') {
+        return Ok(vec![parse_object_text(text)]);
+    }
+    // A pretty-printed single object is one JSON value spanning lines.
+    if text.starts_with('{')
+        && let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text)
+    {
+        return Ok(vec![Ok(RawItem {
+            object,
+            text: Arc::from(text),
+        })]);
+    }
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            if line.starts_with('{') {
+                parse_object_text(line)
+            } else {
+                Ok(parse_urlencoded(line))
+            }
+        })
+        .collect())
+}
+
+fn split_array(text: &str) -> Result<Vec<Result<RawItem, EventError>>, BodyError> {
+    // Elements are kept as raw text so that one element that is not an
+    // object does not fail the whole array, and so the original is stored.
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(text).map_err(|e| BodyError::InvalidArray(e.to_string()))?;
+    Ok(items.into_iter().map(|raw| parse_object_text(raw.get())).collect())
+}
+
+fn parse_object_text(text: &str) -> Result<RawItem, EventError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => Ok(RawItem {
+            object,
+            text: Arc::from(text),
+        }),
+        Ok(other) => Err(EventError::NotObject(truncate(&other.to_string()))),
+        Err(e) => Err(EventError::InvalidJson(e.to_string())),
+    }
+}
+
+fn parse_urlencoded(line: &str) -> RawItem {
+    let mut object = Map::new();
+    for (k, v) in form_urlencoded::parse(line.as_bytes()) {
+        object.insert(k.into_owned(), Value::String(v.into_owned()));
+    }
+    RawItem {
+        object,
+        text: Arc::from(line),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= 64 {
+        s.to_string()
+    } else {
+        let mut end = 64;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    }
+}
+
+/// Context the transport knows and the event may not carry.
+#[derive(Debug, Clone)]
+pub struct DecodeContext {
+    /// The authenticated server; it overrides whatever the event claims.
+    pub server_id: Str,
+    /// Receive time, ms since the epoch; the fallback event time.
+    pub received_ms: i64,
+}
+
+/// Fields that credentials arrive in on legacy lines; never stored.
+const SECRET_FIELDS: &[&str] = &["server_token", "token", "auth_token"];
+
+/// Normalises one wire object into the canonical event.
+pub fn normalise(item: &RawItem, ctx: &DecodeContext) -> Result<Event, EventError> {
+    let mut fields = Fields::flatten(&item.object)?;
+    let type_name = fields
+        .take_str(&["type", "event_type", "event"])
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(EventError::MissingType)?;
+    let type_name = type_name.trim().to_ascii_lowercase();
+    let kind = EventKind::from_wire(&type_name);
+
+    let mut ev = Event::new(kind);
+    ev.type_name = Arc::from(type_name.as_str());
+    ev.server = ctx.server_id.clone();
+    fields.take_str(&["server_id"]);
+    for secret in SECRET_FIELDS {
+        fields.take_str(&[secret]);
+    }
+
+    match fields.take_str(&["timestamp", "time", "event_time"]) {
+        Some(ts) => match parse_timestamp(&ts) {
+            Some(Timestamp::Absolute(ms)) => ev.time_ms = ms,
+            Some(Timestamp::GameRelative(ms)) => {
+                ev.time_ms = ctx.received_ms;
+                ev.game_time_ms = Some(ms);
+            }
+            None => return Err(bad("timestamp", format!("not a time: {}", truncate(&ts)))),
+        },
+        None => ev.time_ms = ctx.received_ms,
+    }
+
+    ev.session = fields.take_sym(&["session_id", "session"]);
+    let match_id = fields.take_sym(&["match_id"]);
+    if &*match_id != "no_match" {
+        ev.match_id = match_id;
+    }
+    if let Some(round) = fields.take_number(&["round_number", "round"])? {
+        ev.round = round.max(0.0) as u32;
+    }
+    ev.game_mode = fields.take_sym(&["gametype", "game_type", "game_mode"]);
+
+    // Actor and target come from the first prefix present, in order.
+    let (actor_prefixes, target_prefixes): (&[&str], &[&str]) = match kind {
+        EventKind::PlayerTeamkill => (&["killer", "attacker", "player"], &["victim", "target"]),
+        _ => (&["attacker", "killer", "player"], &["victim", "target"]),
+    };
+    ev.actor = take_participant(&mut fields, actor_prefixes)?;
+    ev.target = take_participant(&mut fields, target_prefixes)?;
+
+    let weapon_keys: &[&str] = match kind {
+        EventKind::WeaponChange => &["new_weapon", "weapon"],
+        EventKind::GrenadeThrow | EventKind::GrenadeExplode => &["weapon", "projectile"],
+        _ => &["weapon"],
+    };
+    ev.weapon = fields.take_sym(weapon_keys);
+    let mod_keys: &[&str] = match kind {
+        EventKind::PlayerSuicide => &["mod", "means_of_death", "method"],
+        _ => &["mod", "means_of_death"],
+    };
+    ev.means_of_death = normalise_mod(&fields.take_sym(mod_keys));
+    ev.hit_location = normalise_hitloc(&fields.take_sym(&["hitloc", "hitlocation", "hit_location"]));
+    if let Some(damage) = fields.take_number(&["damage"])? {
+        ev.damage = damage as f32;
+    }
+    // On movement events `distance` is the player's cumulative distance,
+    // not a kill distance: it stays an extra field there.
+    if kind != EventKind::Distance
+        && let Some(distance) = fields.take_number(&["distance"])?
+    {
+        ev.distance = distance as f32;
+    }
+    if let (Some(a), Some(t)) = (&ev.actor, &ev.target)
+        && let (Some(pa), Some(pt)) = (a.position, t.position)
+        && ev.distance == 0.0
+        && a.guid != t.guid
+    {
+        ev.distance = pa.distance(&pt);
+    }
+    ev.map = fields.take_sym(&["map_name", "map", "current_map", "mapname"]);
+
+    ev.extra = fields.into_extra();
+    ev.raw = Some(item.text.clone());
+    Ok(ev)
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> EventError {
+    EventError::BadField {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+enum Timestamp {
+    Absolute(i64),
+    GameRelative(i64),
+}
+
+fn parse_timestamp(s: &str) -> Option<Timestamp> {
+    let t = s.trim();
+    if let Ok(v) = t.parse::<f64>() {
+        if !v.is_finite() || v < 0.0 {
+            return None;
+        }
+        return Some(if v < GAME_RELATIVE_LIMIT_SECS {
+            Timestamp::GameRelative((v * 1000.0).round() as i64)
+        } else if v > 1e12 {
+            // Already milliseconds.
+            Timestamp::Absolute(v as i64)
+        } else {
+            Timestamp::Absolute((v * 1000.0).round() as i64)
+        });
+    }
+    parse_rfc3339(t).map(Timestamp::Absolute)
+}
+
+/// Minimal RFC 3339 parser ("2026-02-02T17:30:04Z", optional fraction and
+/// offset), enough for the test material's timestamps.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() {
+            return None;
+        }
+        let ms: String = digits.chars().chain("000".chars()).take(3).collect();
+        millis = ms.parse().ok()?;
+        rest = &frac[digits.len()..];
+    }
+    let offset_secs = match rest {
+        "" | "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let oh: i64 = o.get(1..3)?.parse().ok()?;
+            let om: i64 = o.get(4..6)?.parse().ok()?;
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    Some(((days * 86_400 + h * 3600 + mi * 60 + se) - offset_secs) * 1000 + millis)
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `MOD_PISTOL` (Bruno) and `pistol` (game) are the same means of death.
+fn normalise_mod(s: &str) -> Str {
+    let lower = s.trim().to_ascii_lowercase();
+    let name = lower.strip_prefix("mod_").unwrap_or(&lower);
+    if name.is_empty() { empty() } else { Arc::from(name) }
+}
+
+fn normalise_hitloc(s: &str) -> Str {
+    let lower = s.trim().to_ascii_lowercase().replace(' ', "_");
+    if lower.is_empty() { empty() } else { Arc::from(lower.as_str()) }
+}
+
+/// Removes Quake-style colour codes (`^1Name` → `Name`).
+pub fn strip_colour_codes(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '^'
+            && let Some(next) = chars.peek()
+            && next.is_ascii_alphanumeric()
+        {
+            chars.next();
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn take_participant(fields: &mut Fields, prefixes: &[&str]) -> Result<Option<Participant>, EventError> {
+    for prefix in prefixes {
+        if let Some(p) = take_participant_with(fields, prefix)? {
+            return Ok(Some(p));
+        }
+    }
+    Ok(None)
+}
+
+fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Participant>, EventError> {
+    let key = |suffix: &str| format!("{p}_{suffix}");
+    let guid = fields.take_str(&[&key("guid"), &key("id")]);
+    let smf_id_text = fields.take_str(&[&key("smf_id")]);
+    let smf_id = match smf_id_text.as_deref().map(str::trim) {
+        None | Some("") | Some("0") => None,
+        Some(t) => Some(
+            t.parse::<f64>()
+                .ok()
+                .filter(|v| *v >= 0.0 && v.fract() == 0.0)
+                .map(|v| v as u64)
+                .ok_or_else(|| bad(&key("smf_id"), "expected a member number"))?,
+        ),
+    };
+    let guid = match (guid.filter(|g| !g.trim().is_empty()), smf_id) {
+        (Some(g), _) => g.trim().to_string(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => {
+            // No identity: leave the rest of the block as extra fields.
+            return Ok(None);
+        }
+    };
+    let mut part = Participant::new(Arc::from(guid.as_str()));
+    part.smf_id = smf_id;
+    if let Some(name) = fields.take_str(&[&key("name")]) {
+        part.name = Arc::from(strip_colour_codes(&name).as_str());
+    }
+    if let Some(team) = fields.take_str(&[&key("team")]) {
+        part.team = Team::parse(&team);
+    }
+    let (xk, yk, zk) = (key("x"), key("y"), key("z"));
+    let (pos_x, pos_y, pos_z, aim_p, aim_y) = if p == "player" {
+        ("pos_x", "pos_y", "pos_z", "aim_pitch", "aim_yaw")
+    } else {
+        ("", "", "", "", "")
+    };
+    let x = fields.take_number(&[&xk, pos_x])?;
+    let y = fields.take_number(&[&yk, pos_y])?;
+    let z = fields.take_number(&[&zk, pos_z])?;
+    if let (Some(x), Some(y), Some(z)) = (x, y, z) {
+        part.position = Some(Vec3 {
+            x: x as f32,
+            y: y as f32,
+            z: z as f32,
+        });
+    }
+    if let Some(v) = fields.take_number(&[&key("pitch"), aim_p])? {
+        part.pitch = v as f32;
+    }
+    if let Some(v) = fields.take_number(&[&key("yaw"), aim_y])? {
+        part.yaw = v as f32;
+    }
+    if let Some(s) = fields.take_str(&[&key("stance")]) {
+        part.stance = Stance::parse(&s);
+    }
+    if let Some(h) = fields.take_number(&[&key("health"), &key("hp")])? {
+        part.health = Some(h as i32);
+    }
+    Ok(Some(part))
+}
+
+/// The object's fields as strings, consumed as they are mapped; what is
+/// left becomes the extra fields.
+struct Fields {
+    entries: Vec<(String, Option<String>)>,
+}
+
+impl Fields {
+    fn flatten(object: &Map<String, Value>) -> Result<Fields, EventError> {
+        let mut entries = Vec::with_capacity(object.len());
+        for (k, v) in object {
+            match v {
+                // Nested participant blocks ({"attacker":{"guid":…}}) are
+                // flattened to attacker_guid, which upstream silently lost.
+                Value::Object(inner) if is_participant_prefix(k) => {
+                    for (ik, iv) in inner {
+                        if let Some(s) = scalar_text(iv) {
+                            entries.push((format!("{k}_{ik}"), Some(s)));
+                        }
+                    }
+                }
+                other => {
+                    if let Some(s) = scalar_text(other) {
+                        entries.push((k.clone(), Some(s)));
+                    }
+                }
+            }
+        }
+        Ok(Fields { entries })
+    }
+
+    fn take_str(&mut self, keys: &[&str]) -> Option<String> {
+        for key in keys.iter().filter(|k| !k.is_empty()) {
+            if let Some(entry) = self
+                .entries
+                .iter_mut()
+                .find(|(k, v)| k == key && v.is_some())
+            {
+                return entry.1.take();
+            }
+        }
+        None
+    }
+
+    fn take_sym(&mut self, keys: &[&str]) -> Str {
+        match self.take_str(keys) {
+            Some(s) if !s.trim().is_empty() => Arc::from(s.trim()),
+            _ => empty(),
+        }
+    }
+
+    fn take_number(&mut self, keys: &[&str]) -> Result<Option<f64>, EventError> {
+        for key in keys.iter().filter(|k| !k.is_empty()) {
+            if let Some(text) = self.take_str(&[key]) {
+                let t = text.trim();
+                if t.is_empty() {
+                    return Ok(None);
+                }
+                return t
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| bad(key, format!("expected a number, got {:?}", truncate(t))));
+            }
+        }
+        Ok(None)
+    }
+
+    fn into_extra(self) -> Vec<(Str, Str)> {
+        self.entries
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (Arc::from(k.as_str()), Arc::from(v.as_str()))))
+            .collect()
+    }
+}
+
+fn is_participant_prefix(k: &str) -> bool {
+    matches!(k, "attacker" | "victim" | "player" | "target" | "killer")
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The outcome of decoding a whole body: good events and per-index errors.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub events: Vec<Event>,
+    pub errors: Vec<(usize, EventError)>,
+}
+
+/// Splits and normalises a body.
+pub fn decode_body(body: &[u8], ctx: &DecodeContext) -> Result<Decoded, BodyError> {
+    let mut out = Decoded::default();
+    for (index, item) in split_body(body)?.into_iter().enumerate() {
+        match item.and_then(|item| normalise(&item, ctx)) {
+            Ok(ev) => out.events.push(ev),
+            Err(e) => out.errors.push((index, e)),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> DecodeContext {
+        DecodeContext {
+            server_id: Arc::from("srv-1"),
+            received_ms: 1_700_000_000_000,
+        }
+    }
+
+    const A1: &str = r#"[{"type":"player_kill","match_id":"no_match","session_id":"sess_f88106789e6e168b","timestamp":"9.8","attacker_name":"Daichi","attacker_guid":"unauth_39","attacker_team":"american","attacker_x":"-67.0411","attacker_y":"1504.86","attacker_z":"384.125","attacker_pitch":"0","attacker_yaw":"253.74","attacker_stance":"stand","victim_name":"Daichi","victim_guid":"unauth_39","victim_team":"american","victim_x":"-67.0411","victim_y":"1504.86","victim_z":"384.125","victim_pitch":"0","victim_yaw":"253.74","victim_stance":"stand","weapon":"grenade","damage":"112.487","hitloc":"general","mod":"grenade"}]"#;
+
+    #[test]
+    fn decodes_the_captured_kill() {
+        let d = decode_body(A1.as_bytes(), &ctx()).unwrap();
+        assert!(d.errors.is_empty());
+        let ev = &d.events[0];
+        assert_eq!(ev.kind, EventKind::PlayerKill);
+        assert_eq!(&*ev.match_id, "");
+        assert_eq!(&*ev.session, "sess_f88106789e6e168b");
+        assert_eq!(ev.game_time_ms, Some(9800));
+        let a = ev.actor.as_ref().unwrap();
+        assert_eq!(&*a.guid, "unauth_39");
+        assert_eq!(a.team, Team::Allies);
+        assert_eq!(a.position.unwrap().y, 1504.86);
+        assert_eq!(a.stance, Stance::Stand);
+        assert_eq!(&*ev.weapon, "grenade");
+        assert_eq!(&*ev.means_of_death, "grenade");
+        assert_eq!(&*ev.hit_location, "general");
+        assert!((ev.damage - 112.487).abs() < 1e-3);
+        assert!(ev.extra.is_empty(), "{:?}", ev.extra);
+        assert_eq!(ev.raw.as_deref().unwrap(), &A1[1..A1.len() - 1]);
+    }
+
+    #[test]
+    fn one_bad_event_does_not_lose_the_others() {
+        let body = r#"[{"type":"jump","player_guid":"1"},{"type":"player_kill","damage":"lots"},42,{"nope":1},{"type":"crouch","player_guid":"2"}]"#;
+        let d = decode_body(body.as_bytes(), &ctx()).unwrap();
+        assert_eq!(d.events.len(), 2);
+        let idx: Vec<usize> = d.errors.iter().map(|e| e.0).collect();
+        assert_eq!(idx, vec![1, 2, 3]);
+        assert!(d.errors[0].1.to_string().contains("damage"));
+    }
+
+    #[test]
+    fn legacy_urlencoded_lines() {
+        let body = "type=player_kill&match_id=no_match&timestamp=73.6&map_name=obj/obj_team2&attacker_guid=42&attacker_smf_id=42&attacker_team=allies&victim_guid=unauth_3&hitlocation=head&mod=bullet&server_token=secret&server_id=x\ntype=weapon_fire&player_guid=7&weapon=Thompson&ammo_remaining=29";
+        let d = decode_body(body.as_bytes(), &ctx()).unwrap();
+        assert_eq!(d.events.len(), 2);
+        let k = &d.events[0];
+        assert_eq!(&*k.hit_location, "head");
+        assert_eq!(&*k.means_of_death, "bullet");
+        assert_eq!(&*k.map, "obj/obj_team2");
+        assert_eq!(k.actor.as_ref().unwrap().smf_id, Some(42));
+        assert!(k.extra("server_token").is_none());
+        assert_eq!(d.events[1].extra("ammo_remaining"), Some("29"));
+    }
+
+    #[test]
+    fn ndjson_with_nested_blocks_and_iso_time() {
+        let body = "{\"type\":\"player_kill\",\"timestamp\":\"2026-02-02T17:30:04Z\",\"match_id\":\"m1\",\"attacker\":{\"guid\":\"test_p1\",\"name\":\"^1Player1\"},\"victim\":{\"guid\":\"test_p2\"},\"weapon\":\"M1 Garand\",\"hitloc\":\"head\"}\n{\"type\":\"mystery\",\"player_guid\":\"9\",\"foo\":\"bar\"}";
+        let d = decode_body(body.as_bytes(), &ctx()).unwrap();
+        assert_eq!(d.events.len(), 2);
+        let k = &d.events[0];
+        assert_eq!(k.time_ms, 1_770_053_404_000);
+        assert_eq!(&*k.actor.as_ref().unwrap().name, "Player1");
+        assert_eq!(&*k.target.as_ref().unwrap().guid, "test_p2");
+        assert_eq!(d.events[1].kind, EventKind::Other);
+        assert_eq!(&*d.events[1].type_name, "mystery");
+        assert_eq!(d.events[1].extra("foo"), Some("bar"));
+    }
+
+    #[test]
+    fn bruno_native_types_and_mod_names() {
+        let body = r#"[{"type":"player_kill","match_id":"m","timestamp":1738540800.0,"attacker_guid":"g","victim_guid":"victim_abc123","weapon":"Colt 45","damage":100,"hitloc":"head","mod":"MOD_PISTOL","distance":15.5}]"#;
+        let d = decode_body(body.as_bytes(), &ctx()).unwrap();
+        let k = &d.events[0];
+        assert_eq!(k.time_ms, 1_738_540_800_000);
+        assert_eq!(&*k.means_of_death, "pistol");
+        assert_eq!(k.distance, 15.5);
+        assert!(k.is_headshot());
+    }
+
+    #[test]
+    fn field_spellings_from_the_script() {
+        let body = r#"[{"type":"player_teamkill","killer_guid":"1","victim_guid":"2"},{"type":"weapon_change","player_guid":"1","old_weapon":"none","new_weapon":"Thompson"},{"type":"distance","player_guid":"1","distance":1534.2,"walked":42.7},{"type":"player_suicide","player_guid":"5","method":"MOD_FALLING"}]"#;
+        let d = decode_body(body.as_bytes(), &ctx()).unwrap();
+        assert_eq!(&*d.events[0].actor.as_ref().unwrap().guid, "1");
+        assert_eq!(&*d.events[1].weapon, "Thompson");
+        assert_eq!(d.events[1].extra("old_weapon"), Some("none"));
+        assert_eq!(d.events[2].distance, 0.0);
+        assert_eq!(d.events[2].extra_f64("walked"), Some(42.7));
+        assert_eq!(&*d.events[3].actor.as_ref().unwrap().guid, "5");
+        assert_eq!(&*d.events[3].means_of_death, "falling");
+    }
+
+    #[test]
+    fn body_errors() {
+        assert_eq!(split_body(b"  ").unwrap_err(), BodyError::Empty);
+        assert!(matches!(split_body(b"[{\"type\":").unwrap_err(), BodyError::InvalidArray(_)));
+        let nul = b"[{\"type\":\"jump\",\"player_guid\":\"1\"}]\0\0";
+        assert_eq!(decode_body(nul, &ctx()).unwrap().events.len(), 1);
+    }
+
+    #[test]
+    fn pretty_printed_single_object() {
+        let body = "{\n  \"type\": \"player_kill\",\n  \"attacker_guid\": \"1\"\n}";
+        assert_eq!(decode_body(body.as_bytes(), &ctx()).unwrap().events.len(), 1);
+    }
+
+    #[test]
+    fn colour_codes() {
+        assert_eq!(strip_colour_codes("^1Red^7Name^"), "RedName^");
+    }
+}

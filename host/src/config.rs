@@ -1,0 +1,18 @@
+//! Server settings. Every flag can also be set by environment variable, and
+//! the defaults run the quick start: everything embedded under `./data`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "OPM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory for the embedded stores, journal and plugin cache.
+    #[arg(long, env = "OPM_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Directory of plugin components (`*.wasm`), watched for changes.
+    #[arg(long, env = "OPM_PLUGINS", default_value = "plugins/dist")]
+    pub plugins: PathBuf,
+}
