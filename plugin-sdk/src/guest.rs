@@ -1,0 +1,198 @@
+//! The Wasm side: generated bindings and the glue between them and the
+//! author-facing types. Only compiled for `wasm32`.
+
+use crate::event::{PlayerInfo, RawEvent, RawParticipant};
+use crate::state::{Backend, Level, Scope};
+use crate::{Batch, Config, Ctx, EventKind, Outcome, Pack, PackError, PlayerRef, Stance, Team, Vec3};
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "achievement-pack",
+        pub_export_macro: true,
+        export_macro_name: "__opm_export_world",
+        default_bindings_module: "::opm_plugin_sdk::guest::bindings",
+    });
+}
+
+use bindings::openmohaa::stats::{log as wlog, meta, state as wstate, types};
+
+pub type WitPackInfo = meta::PackInfo;
+pub type WitPluginError = types::PluginError;
+pub type WitBatch = types::Batch;
+pub type WitOutcome = meta::Outcome;
+
+fn wit_error(e: PackError) -> WitPluginError {
+    match e {
+        PackError::BadConfig(m) => types::PluginError::BadConfig(m),
+        PackError::Internal(m) => types::PluginError::Internal(m),
+    }
+}
+
+fn kind_to_wit(kind: EventKind) -> types::EventKind {
+    // SAFETY: both enums list the contract's kinds in the same order and
+    // the SDK's list is checked against the contract by a native test, so
+    // every discriminant of `kind` is a valid generated discriminant.
+    unsafe { types::EventKind::_lift(kind as u8) }
+}
+
+/// Builds the pack on first use and describes it.
+pub fn describe<P: Pack>(slot: &mut Option<P>, config: Vec<(String, String)>) -> Result<WitPackInfo, WitPluginError> {
+    let pack = slot.get_or_insert_with(P::default);
+    let info = pack.describe(&Config::new(config)).map_err(wit_error)?;
+    info.validate().map_err(wit_error)?;
+    Ok(meta::PackInfo {
+        id: info.id,
+        version: info.version,
+        achievements: info
+            .achievements
+            .into_iter()
+            .map(|a| meta::Achievement {
+                code: a.code,
+                name: a.name,
+                description: a.description,
+                category: a.category,
+                tier: a.tier,
+                points: a.points,
+                icon: a.icon,
+                hidden: a.hidden,
+                target: a.target,
+            })
+            .collect(),
+        subscriptions: info
+            .subscriptions
+            .into_iter()
+            .map(|s| meta::Subscription {
+                kinds: s.kinds.into_iter().map(kind_to_wit).collect(),
+                weapons: s.weapons,
+                maps: s.maps,
+            })
+            .collect(),
+    })
+}
+
+fn participant(p: types::Participant) -> RawParticipant {
+    RawParticipant {
+        player: p.player,
+        team: Team::ALL[p.team as usize],
+        position: p.position.map(|v| Vec3 { x: v.x, y: v.y, z: v.z }),
+        pitch: p.pitch,
+        yaw: p.yaw,
+        stance: Stance::ALL[p.stance as usize],
+        health: p.health,
+        life: p.life,
+    }
+}
+
+fn batch(b: WitBatch) -> Batch {
+    let events = b
+        .events
+        .into_iter()
+        .map(|e| RawEvent {
+            id: e.id,
+            kind: EventKind::from_index(e.kind as usize),
+            type_name: e.type_name,
+            time_ms: e.time_ms,
+            server: e.server,
+            session: e.session,
+            match_id: e.match_id,
+            round: e.round,
+            map_name: e.map_name,
+            game_mode: e.game_mode,
+            actor: e.actor.map(participant),
+            target: e.target.map(participant),
+            weapon: e.weapon,
+            means_of_death: e.means_of_death,
+            hit_location: e.hit_location,
+            damage: e.damage,
+            distance: e.distance,
+            extra: e.extra,
+        })
+        .collect();
+    let players = b
+        .players
+        .into_iter()
+        .map(|p| PlayerInfo { guid: p.guid, name: p.name })
+        .collect();
+    Batch::from_parts(events, b.symbols, players)
+}
+
+/// The real host imports.
+struct Imports;
+
+fn scope(s: Scope) -> wstate::Scope {
+    match s {
+        Scope::Lifetime => wstate::Scope::Lifetime,
+        Scope::Session => wstate::Scope::Session,
+        Scope::Match => wstate::Scope::Match,
+        Scope::Round => wstate::Scope::Round,
+        Scope::Life => wstate::Scope::Life,
+    }
+}
+
+impl Backend for Imports {
+    fn add(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str, delta: i64) -> i64 {
+        wstate::add(at, scope(s), player, key, delta)
+    }
+    fn get(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str) -> i64 {
+        wstate::get(at, scope(s), player, key)
+    }
+    fn get_many(&mut self, at: u32, s: Scope, keys: &[(PlayerRef, &str)]) -> Vec<i64> {
+        let keys: Vec<(PlayerRef, String)> = keys.iter().map(|(p, k)| (*p, k.to_string())).collect();
+        wstate::get_many(at, scope(s), &keys)
+    }
+    fn put(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str, value: i64) {
+        wstate::put(at, scope(s), player, key, value)
+    }
+    fn put_blob(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str, value: &[u8]) {
+        wstate::put_blob(at, scope(s), player, key, value)
+    }
+    fn get_blob(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str) -> Vec<u8> {
+        wstate::get_blob(at, scope(s), player, key)
+    }
+    fn set_insert(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str, member: &str) -> bool {
+        wstate::set_insert(at, scope(s), player, key, member)
+    }
+    fn set_count(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str) -> u32 {
+        wstate::set_count(at, scope(s), player, key)
+    }
+    fn log(&mut self, level: Level, message: &str) {
+        let level = match level {
+            Level::Debug => wlog::Level::Debug,
+            Level::Info => wlog::Level::Info,
+            Level::Warn => wlog::Level::Warn,
+            Level::Error => wlog::Level::Error,
+        };
+        wlog::emit(level, message)
+    }
+}
+
+/// Runs one batch through the pack.
+pub fn on_batch<P: Pack>(slot: &mut Option<P>, b: WitBatch) -> Result<Vec<WitOutcome>, WitPluginError> {
+    let pack = slot.get_or_insert_with(P::default);
+    let batch = batch(b);
+    let mut imports = Imports;
+    let mut ctx = Ctx::new(&mut imports, &batch);
+    pack.on_batch(&mut ctx, &batch).map_err(wit_error)?;
+    Ok(ctx
+        .finish()
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Unlock { player, code, event_id } => meta::Outcome::Unlock(meta::Unlock { player, code, event_id }),
+            Outcome::Progress {
+                player,
+                code,
+                current,
+                target,
+                event_id,
+            } => meta::Outcome::Progress(meta::Progress {
+                player,
+                code,
+                current,
+                target,
+                event_id,
+            }),
+        })
+        .collect())
+}

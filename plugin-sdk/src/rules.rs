@@ -1,0 +1,359 @@
+//! Rule helpers for the patterns most achievements follow: lifetime
+//! milestones, filtered counters, per-life streaks, sliding windows on
+//! event time, distinct sets and per-match or per-round aggregates.
+//!
+//! Every helper decides from host state and event fields only, so its
+//! outcomes do not depend on how the host splits events into batches.
+
+use crate::event::{AsPlayer, Event};
+use crate::limits;
+use crate::table::{Achievement, Rule};
+use crate::Ctx;
+
+/// Progress is reported each time a counter crosses a multiple of this
+/// step, about every 5 % of the target: often enough for a progress bar,
+/// rarely enough to stay far below the host's outcome limit.
+pub fn progress_step(target: u64) -> u64 {
+    (target / 20).max(1)
+}
+
+/// What a counter moving from `old` to `new` earns on a ladder of
+/// `(code, threshold)` rungs: the codes whose threshold it crossed, and the
+/// progress to report towards the next rung not yet reached, if the move
+/// crossed a progress step of that rung.
+pub fn milestone_outcomes<'r>(
+    old: i64,
+    new: i64,
+    rungs: impl IntoIterator<Item = (&'r str, u64)> + Clone,
+) -> (Vec<&'r str>, Option<(&'r str, u64, u64)>) {
+    if new <= old {
+        return (Vec::new(), None);
+    }
+    let (old_u, new_u) = (old.max(0) as u64, new.max(0) as u64);
+    let unlocked = rungs
+        .clone()
+        .into_iter()
+        .filter(|(_, t)| old_u < *t && *t <= new_u)
+        .map(|(code, _)| code)
+        .collect();
+    let next = rungs
+        .into_iter()
+        .filter(|(_, t)| *t > new_u)
+        .min_by_key(|(_, t)| *t);
+    let progress = next.and_then(|(code, target)| {
+        let step = progress_step(target);
+        (old_u / step < new_u / step).then_some((code, new_u, target))
+    });
+    (unlocked, progress)
+}
+
+fn milestone_rungs<'t>(table: &'t [Achievement], stat: &'t str) -> impl Iterator<Item = (&'t str, u64)> + Clone + 't {
+    table.iter().filter_map(move |a| match a.rule {
+        Rule::Milestone { stat: s, threshold } if s == stat => Some((a.code, threshold)),
+        _ => None,
+    })
+}
+
+/// A field events can be filtered on, for counters such as "kills with the
+/// Thompson" or "headshot kills while prone".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    Weapon,
+    HitLocation,
+    MeansOfDeath,
+    Map,
+    GameMode,
+    /// The actor's stance.
+    Stance,
+}
+
+impl Filter {
+    pub fn name(self) -> &'static str {
+        match self {
+            Filter::Weapon => "weapon",
+            Filter::HitLocation => "hitloc",
+            Filter::MeansOfDeath => "mod",
+            Filter::Map => "map",
+            Filter::GameMode => "mode",
+            Filter::Stance => "stance",
+        }
+    }
+
+    /// The event's value for this field ("" when the game did not send it).
+    pub fn value<'a>(self, ev: &Event<'a>) -> &'a str {
+        match self {
+            Filter::Weapon => ev.weapon(),
+            Filter::HitLocation => ev.hit_location(),
+            Filter::MeansOfDeath => ev.means_of_death(),
+            Filter::Map => ev.map(),
+            Filter::GameMode => ev.game_mode(),
+            Filter::Stance => ev.actor().map(|a| a.stance().as_str()).unwrap_or(""),
+        }
+    }
+
+    /// The counter key for `stat` filtered on this field's value in `ev`.
+    pub fn key(self, stat: &str, ev: &Event<'_>) -> String {
+        filtered_key(stat, self, self.value(ev))
+    }
+}
+
+/// `"{stat}/{field}={value}"` with the value in lower case, cut to the
+/// host's 128-byte key limit: the name to use as a table's `stat` for a
+/// filtered milestone, e.g. `"kills/weapon=thompson"`.
+pub fn filtered_key(stat: &str, filter: Filter, value: &str) -> String {
+    let mut key = format!("{stat}/{}={}", filter.name(), value.trim().to_lowercase());
+    if key.len() > limits::MAX_KEY_BYTES {
+        let mut end = limits::MAX_KEY_BYTES;
+        while !key.is_char_boundary(end) {
+            end -= 1;
+        }
+        key.truncate(end);
+    }
+    key
+}
+
+/// Event times kept for a sliding window, stored as a blob of little-endian
+/// `i64`s (at most [`WINDOW_CAPACITY`] of them, the newest kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timestamps(Vec<i64>);
+
+/// How many times fit in one 4 KiB blob.
+pub const WINDOW_CAPACITY: usize = limits::MAX_BLOB_BYTES / 8;
+
+impl Timestamps {
+    pub fn decode(bytes: &[u8]) -> Timestamps {
+        Timestamps(
+            bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")))
+                .collect(),
+        )
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        self.0.iter().flat_map(|t| t.to_le_bytes()).collect()
+    }
+
+    /// Records `t`, forgets times more than `keep_ms` before it, and keeps
+    /// at most [`WINDOW_CAPACITY`] times.
+    pub fn push(&mut self, t: i64, keep_ms: i64) {
+        self.0.retain(|&x| x >= t - keep_ms);
+        self.0.push(t);
+        if self.0.len() > WINDOW_CAPACITY {
+            let excess = self.0.len() - WINDOW_CAPACITY;
+            self.0.drain(..excess);
+        }
+    }
+
+    /// How many recorded times lie in `[t - window_ms, t]`.
+    pub fn count_within(&self, t: i64, window_ms: i64) -> u32 {
+        self.0.iter().filter(|&&x| x >= t - window_ms && x <= t).count() as u32
+    }
+
+    pub fn as_slice(&self) -> &[i64] {
+        &self.0
+    }
+}
+
+impl Ctx<'_> {
+    /// Adds `delta` to the player's lifetime counter `stat` and evaluates
+    /// every [`Rule::Milestone`] of `table` on that stat: unlocks the rungs
+    /// crossed and reports progress towards the next one. Returns the new
+    /// value. For a filtered counter pass a key from [`Filter::key`].
+    pub fn count(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, delta: i64, table: &[Achievement]) -> i64 {
+        let player = player.player();
+        let new = self.lifetime(ev, player).add(stat, delta);
+        self.award_milestones(ev, player, new - delta, new, milestone_rungs(table, stat));
+        new
+    }
+
+    /// Like [`Ctx::count`] with an explicit ladder of `(code, threshold)`
+    /// instead of a table, for thresholds that come from configuration.
+    pub fn count_ladder(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, delta: i64, rungs: &[(&str, u64)]) -> i64 {
+        let player = player.player();
+        let new = self.lifetime(ev, player).add(stat, delta);
+        self.award_milestones(ev, player, new - delta, new, rungs.iter().copied());
+        new
+    }
+
+    fn award_milestones<'r>(
+        &mut self,
+        ev: &Event<'_>,
+        player: crate::Player,
+        old: i64,
+        new: i64,
+        rungs: impl IntoIterator<Item = (&'r str, u64)> + Clone,
+    ) {
+        let (unlocked, progress) = milestone_outcomes(old, new, rungs);
+        for code in unlocked {
+            self.unlock(player, code, ev);
+        }
+        if let Some((code, current, target)) = progress {
+            self.progress(player, code, current, target, ev);
+        }
+    }
+
+    /// Counts one `stat` in the player's current life and unlocks every
+    /// [`Rule::Streak`] of `table` on that stat the streak reaches. The
+    /// counter lives in the life scope, so it starts again after every
+    /// death or respawn. Returns the streak.
+    pub fn streak(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, table: &[Achievement]) -> i64 {
+        let player = player.player();
+        let new = self.per_life(ev, player).add(stat, 1);
+        for a in table {
+            if let Rule::Streak { stat: s, n } = a.rule
+                && s == stat
+                && new == n as i64
+            {
+                self.unlock(player, a.code, ev);
+            }
+        }
+        new
+    }
+
+    /// Records one `stat` at the event's time in a sliding window and
+    /// unlocks every [`Rule::Window`] of `table` on that stat whose count
+    /// within its window reaches exactly its `n` (so a run of six kills
+    /// awards each of 2, 3, 4 and 5 once). Times are kept in a lifetime
+    /// blob, pruned to the longest window. Returns the count within the
+    /// longest window. Assumes event time does not run backwards for a
+    /// player, which the host's tracker guarantees.
+    pub fn window(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, table: &[Achievement]) -> u32 {
+        let player = player.player();
+        let windows: Vec<(&str, u32, i64)> = table
+            .iter()
+            .filter_map(|a| match a.rule {
+                Rule::Window { stat: s, n, window_ms } if s == stat => Some((a.code, n, window_ms)),
+                _ => None,
+            })
+            .collect();
+        let keep = windows.iter().map(|w| w.2).max().unwrap_or(0);
+        let key = format!("{stat}.times");
+        let t = ev.time_ms();
+        let mut state = self.lifetime(ev, player);
+        let mut times = Timestamps::decode(&state.blob(&key));
+        times.push(t, keep);
+        state.put_blob(&key, &times.encode());
+        for (code, n, window_ms) in windows {
+            if times.count_within(t, window_ms) == n {
+                self.unlock(player, code, ev);
+            }
+        }
+        times.count_within(t, keep)
+    }
+
+    /// Adds `member` to the player's lifetime set `set` and unlocks every
+    /// [`Rule::Distinct`] of `table` on that set the count reaches, with
+    /// progress towards the next. Returns the number of distinct members.
+    pub fn distinct(&mut self, ev: &Event<'_>, player: impl AsPlayer, set: &str, member: &str, table: &[Achievement]) -> u32 {
+        let player = player.player();
+        let mut state = self.lifetime(ev, player);
+        let new = state.insert(set, member);
+        let count = state.count(set);
+        if new {
+            let rungs = table.iter().filter_map(|a| match a.rule {
+                Rule::Distinct { set: s, n } if s == set => Some((a.code, n as u64)),
+                _ => None,
+            });
+            self.award_milestones(ev, player, count as i64 - 1, count as i64, rungs);
+        }
+        count
+    }
+}
+
+/// Which instance an [`Aggregate`] follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    Match,
+    Round,
+}
+
+/// A per-match (or per-round) aggregate of a player: a few counters that
+/// are evaluated once, when the player's match is over.
+///
+/// The contract gives state calls a player only through an event, and the
+/// game's `match_end` carries no players, so an aggregate is closed per
+/// player: explicitly by [`Aggregate::close`] on an end-of-match event that
+/// names the player (`match_outcome`, `disconnect`, …), or implicitly by
+/// the player's first event in a later match, which hands back the closed
+/// aggregate to evaluate. The counters live in one lifetime blob tagged
+/// with the match (or round) they belong to.
+#[derive(Debug, Clone, Copy)]
+pub struct Aggregate {
+    pub key: &'static str,
+    pub per: Per,
+    /// Number of counters.
+    pub fields: usize,
+}
+
+/// An aggregate whose match is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// Match id, or `"{match}#{round}"`.
+    pub instance: String,
+    pub values: Vec<i64>,
+}
+
+impl Aggregate {
+    fn instance(&self, ev: &Event<'_>) -> String {
+        match self.per {
+            Per::Match => ev.match_id().to_string(),
+            Per::Round => format!("{}#{}", ev.match_id(), ev.round()),
+        }
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Option<Closed> {
+        let len = u16::from_le_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
+        let instance = std::str::from_utf8(bytes.get(2..2 + len)?).ok()?.to_string();
+        let mut values: Vec<i64> = bytes[2 + len..]
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")))
+            .collect();
+        values.resize(self.fields, 0);
+        Some(Closed { instance, values })
+    }
+
+    fn encode(&self, open: &Closed) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + open.instance.len() + 8 * open.values.len());
+        out.extend_from_slice(&(open.instance.len() as u16).to_le_bytes());
+        out.extend_from_slice(open.instance.as_bytes());
+        for v in &open.values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// Adds `delta` to counter `field` of the player's aggregate for the
+    /// event's match. If the stored aggregate belongs to an earlier match,
+    /// it is returned, closed, and a new one is started.
+    pub fn add(&self, ctx: &mut Ctx<'_>, ev: &Event<'_>, player: impl AsPlayer, field: usize, delta: i64) -> Option<Closed> {
+        let instance = self.instance(ev);
+        let mut state = ctx.lifetime(ev, player);
+        let stored = self.decode(&state.blob(self.key));
+        let (closed, mut open) = match stored {
+            Some(s) if s.instance == instance => (None, s),
+            other => (
+                other,
+                Closed {
+                    instance,
+                    values: vec![0; self.fields],
+                },
+            ),
+        };
+        if let Some(v) = open.values.get_mut(field) {
+            *v += delta;
+        }
+        state.put_blob(self.key, &self.encode(&open));
+        closed
+    }
+
+    /// Closes the player's open aggregate, whatever match it belongs to.
+    pub fn close(&self, ctx: &mut Ctx<'_>, ev: &Event<'_>, player: impl AsPlayer) -> Option<Closed> {
+        let mut state = ctx.lifetime(ev, player);
+        let stored = self.decode(&state.blob(self.key));
+        if stored.is_some() {
+            state.put_blob(self.key, &[]);
+        }
+        stored
+    }
+}
