@@ -43,7 +43,9 @@ impl Team {
     /// Maps every spelling seen on the wire; anything unknown is `None`.
     pub fn parse(s: &str) -> Team {
         match s.trim().to_ascii_lowercase().as_str() {
-            "american" | "allies" | "allied" | "ally" | "usa" | "british" | "russian" => Team::Allies,
+            "american" | "allies" | "allied" | "ally" | "usa" | "british" | "russian" => {
+                Team::Allies
+            }
             "german" | "axis" | "germans" => Team::Axis,
             "spectator" | "spectators" | "spec" => Team::Spectator,
             _ => Team::None,

@@ -220,7 +220,11 @@ mod tests {
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with("//"))
-            .map(|l| l.trim_end_matches(',').trim_start_matches('%').replace('-', "_"))
+            .map(|l| {
+                l.trim_end_matches(',')
+                    .trim_start_matches('%')
+                    .replace('-', "_")
+            })
             .collect();
         let ours: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(wit_names, ours);

@@ -7,8 +7,8 @@
 //! * [`tracker`]: sessions, matches, rounds and lives derived from the stream.
 
 pub mod event;
-pub mod plugin;
 mod kind;
+pub mod plugin;
 pub mod tracker;
 pub mod wire;
 

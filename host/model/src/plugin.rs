@@ -155,7 +155,11 @@ impl MemoryStateStore {
     /// A snapshot of all state, sorted by key.
     pub fn snapshot(&self) -> Vec<(StateKey, StateValue)> {
         let inner = self.inner.lock();
-        inner.state.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        inner
+            .state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 

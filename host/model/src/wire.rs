@@ -11,8 +11,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::event::{Event, Participant, Stance, Str, Team, Vec3, empty};
 use crate::EventKind;
+use crate::event::{Event, Participant, Stance, Str, Team, Vec3, empty};
 
 /// Values below this (2020-01-01 in Unix seconds) are game-relative
 /// `level.time` seconds, as upstream decided.
@@ -100,7 +100,10 @@ fn split_array(text: &str) -> Result<Vec<Result<RawItem, EventError>>, BodyError
     // object does not fail the whole array, and so the original is stored.
     let items: Vec<&serde_json::value::RawValue> =
         serde_json::from_str(text).map_err(|e| BodyError::InvalidArray(e.to_string()))?;
-    Ok(items.into_iter().map(|raw| parse_object_text(raw.get())).collect())
+    Ok(items
+        .into_iter()
+        .map(|raw| parse_object_text(raw.get()))
+        .collect())
 }
 
 fn parse_object_text(text: &str) -> Result<RawItem, EventError> {
@@ -208,7 +211,8 @@ pub fn normalise(item: &RawItem, ctx: &DecodeContext) -> Result<Event, EventErro
         _ => &["mod", "means_of_death"],
     };
     ev.means_of_death = normalise_mod(&fields.take_sym(mod_keys));
-    ev.hit_location = normalise_hitloc(&fields.take_sym(&["hitloc", "hitlocation", "hit_location"]));
+    ev.hit_location =
+        normalise_hitloc(&fields.take_sym(&["hitloc", "hitlocation", "hit_location"]));
     if let Some(damage) = fields.take_number(&["damage"])? {
         ev.damage = damage as f32;
     }
@@ -316,12 +320,20 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 fn normalise_mod(s: &str) -> Str {
     let lower = s.trim().to_ascii_lowercase();
     let name = lower.strip_prefix("mod_").unwrap_or(&lower);
-    if name.is_empty() { empty() } else { Arc::from(name) }
+    if name.is_empty() {
+        empty()
+    } else {
+        Arc::from(name)
+    }
 }
 
 fn normalise_hitloc(s: &str) -> Str {
     let lower = s.trim().to_ascii_lowercase().replace(' ', "_");
-    if lower.is_empty() { empty() } else { Arc::from(lower.as_str()) }
+    if lower.is_empty() {
+        empty()
+    } else {
+        Arc::from(lower.as_str())
+    }
 }
 
 /// Removes Quake-style colour codes (`^1Name` → `Name`).
@@ -341,7 +353,10 @@ pub fn strip_colour_codes(name: &str) -> String {
     out
 }
 
-fn take_participant(fields: &mut Fields, prefixes: &[&str]) -> Result<Option<Participant>, EventError> {
+fn take_participant(
+    fields: &mut Fields,
+    prefixes: &[&str],
+) -> Result<Option<Participant>, EventError> {
     for prefix in prefixes {
         if let Some(p) = take_participant_with(fields, prefix)? {
             return Ok(Some(p));
@@ -620,7 +635,10 @@ mod tests {
     #[test]
     fn body_errors() {
         assert_eq!(split_body(b"  ").unwrap_err(), BodyError::Empty);
-        assert!(matches!(split_body(b"[{\"type\":").unwrap_err(), BodyError::InvalidArray(_)));
+        assert!(matches!(
+            split_body(b"[{\"type\":").unwrap_err(),
+            BodyError::InvalidArray(_)
+        ));
         let nul = b"[{\"type\":\"jump\",\"player_guid\":\"1\"}]\0\0";
         assert_eq!(decode_body(nul, &ctx()).unwrap().events.len(), 1);
     }
@@ -628,7 +646,10 @@ mod tests {
     #[test]
     fn pretty_printed_single_object() {
         let body = "{\n  \"type\": \"player_kill\",\n  \"attacker_guid\": \"1\"\n}";
-        assert_eq!(decode_body(body.as_bytes(), &ctx()).unwrap().events.len(), 1);
+        assert_eq!(
+            decode_body(body.as_bytes(), &ctx()).unwrap().events.len(),
+            1
+        );
     }
 
     #[test]
