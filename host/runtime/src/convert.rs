@@ -1,0 +1,155 @@
+//! Model events to the WIT batch: strings become indices into a per-batch
+//! symbol table (index 0 is ""), players indices into a per-batch player
+//! table, because lowering strings per event costs several times more than
+//! lowering numbers.
+
+use std::collections::HashMap;
+
+use opm_model::{Event, Participant, Stance, Str, Team};
+
+use crate::bindings::{kind_to_wit, wit};
+
+/// A WIT batch plus the player table's GUIDs, which the state bridge needs to
+/// turn a `player-ref` back into a stable identity.
+pub(crate) struct Lowered {
+    pub batch: wit::Batch,
+    pub guids: Vec<Str>,
+}
+
+#[derive(Default)]
+struct Tables {
+    symbols: Vec<String>,
+    symbol_index: HashMap<Str, u32>,
+    players: Vec<wit::PlayerInfo>,
+    guids: Vec<Str>,
+    player_index: HashMap<Str, u32>,
+}
+
+impl Tables {
+    fn sym(&mut self, s: &Str) -> u32 {
+        if s.is_empty() {
+            return 0;
+        }
+        if let Some(&i) = self.symbol_index.get(s) {
+            return i;
+        }
+        let i = self.symbols.len() as u32;
+        self.symbols.push(s.to_string());
+        self.symbol_index.insert(s.clone(), i);
+        i
+    }
+
+    fn player(&mut self, p: &Participant) -> u32 {
+        if let Some(&i) = self.player_index.get(&p.guid) {
+            return i;
+        }
+        let i = self.players.len() as u32;
+        self.players.push(wit::PlayerInfo {
+            guid: p.guid.to_string(),
+            name: p.name.to_string(),
+        });
+        self.guids.push(p.guid.clone());
+        self.player_index.insert(p.guid.clone(), i);
+        i
+    }
+
+    fn participant(&mut self, p: &Participant) -> wit::Participant {
+        wit::Participant {
+            player: self.player(p),
+            team: match p.team {
+                Team::None => wit::Team::None,
+                Team::Allies => wit::Team::Allies,
+                Team::Axis => wit::Team::Axis,
+                Team::Spectator => wit::Team::Spectator,
+            },
+            position: p.position.map(|v| wit::Vec3 {
+                x: v.x,
+                y: v.y,
+                z: v.z,
+            }),
+            pitch: p.pitch,
+            yaw: p.yaw,
+            stance: match p.stance {
+                Stance::Unknown => wit::Stance::Unknown,
+                Stance::Stand => wit::Stance::Stand,
+                Stance::Crouch => wit::Stance::Crouch,
+                Stance::Prone => wit::Stance::Prone,
+            },
+            health: p.health.unwrap_or(-1),
+            life: p.life,
+        }
+    }
+}
+
+/// Lowers `events` (already routed) into one WIT batch.
+pub(crate) fn lower<'a>(events: impl IntoIterator<Item = &'a Event>) -> Lowered {
+    let mut t = Tables {
+        symbols: vec![String::new()],
+        ..Tables::default()
+    };
+    let mut out = Vec::new();
+    for ev in events {
+        let actor = ev.actor.as_ref().map(|p| t.participant(p));
+        let target = ev.target.as_ref().map(|p| t.participant(p));
+        let extra = ev.extra.iter().map(|(k, v)| (t.sym(k), t.sym(v))).collect();
+        out.push(wit::Event {
+            id: ev.id,
+            kind: kind_to_wit(ev.kind),
+            type_name: t.sym(&ev.type_name),
+            time_ms: ev.time_ms,
+            server: t.sym(&ev.server),
+            session: t.sym(&ev.session),
+            match_id: t.sym(&ev.match_id),
+            round: ev.round,
+            map_name: t.sym(&ev.map),
+            game_mode: t.sym(&ev.game_mode),
+            actor,
+            target,
+            weapon: t.sym(&ev.weapon),
+            means_of_death: t.sym(&ev.means_of_death),
+            hit_location: t.sym(&ev.hit_location),
+            damage: ev.damage,
+            distance: ev.distance,
+            extra,
+        });
+    }
+    Lowered {
+        batch: wit::Batch {
+            events: out,
+            symbols: t.symbols,
+            players: t.players,
+        },
+        guids: t.guids,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opm_model::EventKind;
+    use std::sync::Arc;
+
+    #[test]
+    fn symbols_and_players_are_interned_per_batch() {
+        let mut a = Event::new(EventKind::PlayerKill);
+        a.weapon = Arc::from("kar98");
+        a.map = Arc::from("dm/mohdm1");
+        a.actor = Some(Participant::new("g1"));
+        a.target = Some(Participant::new("g2"));
+        let mut b = a.clone();
+        b.actor = Some(Participant::new("g2"));
+        b.target = None;
+        b.extra = vec![(Arc::from("k"), Arc::from("kar98"))];
+        let l = lower([&a, &b]);
+        assert_eq!(l.batch.symbols[0], "");
+        let w = l.batch.events[0].weapon as usize;
+        assert_eq!(l.batch.symbols[w], "kar98");
+        assert_eq!(l.batch.events[1].weapon, l.batch.events[0].weapon);
+        assert_eq!(l.batch.events[1].extra[0].1, l.batch.events[0].weapon);
+        assert_eq!(l.batch.events[0].hit_location, 0);
+        assert_eq!(l.guids.len(), 2);
+        assert_eq!(l.batch.events[1].actor.as_ref().unwrap().player, 1);
+        assert_eq!(l.batch.players[1].guid, "g2");
+        assert_eq!(l.batch.events[0].actor.as_ref().unwrap().health, -1);
+    }
+}

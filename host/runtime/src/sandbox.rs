@@ -1,0 +1,600 @@
+//! The wasmtime side: engines, the `.cwasm` cache, linkers with a deny-all
+//! WASI, per-store data and its limits, and the host's `state` and `log`
+//! imports.
+
+use std::collections::VecDeque;
+use std::hash::Hasher;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use opm_model::Str;
+use opm_model::plugin::Scope;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
+use wasmtime_wasi::{
+    Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView,
+    WasiView,
+};
+
+use crate::bindings::pack::openmohaa::stats::{log, meta, state, types};
+use crate::bindings::{enricher, pack};
+use crate::config::RuntimeConfig;
+use crate::error::{ErrorKind, LoadError};
+use crate::state::{self as st, Committed, EventInfo, LifeBook, Slot, StateLimit, Txn, TxnLimits};
+
+/// Builds the production engine (epochs, pooling) or the tooling engine
+/// (fuel, on-demand allocation).
+pub(crate) fn engine(cfg: &RuntimeConfig, fuel: bool) -> Result<Engine, LoadError> {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    c.max_wasm_stack(cfg.max_wasm_stack);
+    if fuel {
+        c.consume_fuel(true);
+    } else {
+        c.epoch_interruption(true);
+        let n = cfg.max_instances;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .max_memory_size(cfg.max_memory_bytes);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&c).map_err(|e| LoadError::Engine(format!("{e:#}")))
+}
+
+/// Advances the engine's epoch every tick until dropped.
+pub(crate) struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    pub(crate) fn start(engine: Engine, tick: Duration) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("opm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch ticker");
+        Ticker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        0
+    }
+}
+
+/// Hex digest identifying what this engine's artifacts are compatible with.
+pub(crate) fn compat_hash(engine: &Engine) -> String {
+    let mut h = ShaHasher(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
+    hex::encode(&h.0.finalize()[..8])
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Compiles a component, or loads it from the `.cwasm` cache keyed by the
+/// wasm's sha256 and the engine's compatibility hash.
+pub(crate) fn compile_cached(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+    bytes: &[u8],
+    sha: &str,
+) -> Result<Component, LoadError> {
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")));
+    };
+    let path = dir.join(format!("{sha}-{}.cwasm", compat_hash(engine)));
+    if path.exists() {
+        // SAFETY: the cache directory holds only artifacts this runtime wrote
+        // with `precompile_component` (atomically, via rename), under a name
+        // that binds them to this engine's compatibility hash.
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
+            return Ok(c);
+        }
+    }
+    let artifact = engine
+        .precompile_component(bytes)
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| LoadError::Io(dir.display().to_string(), e.to_string()))?;
+    let tmp = dir.join(format!(
+        ".{sha}.{}.{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&tmp, &artifact)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| LoadError::Io(path.display().to_string(), e.to_string()))?;
+    // SAFETY: produced just above by this engine.
+    unsafe { Component::deserialize(engine, &artifact) }
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))
+}
+
+/// Which world a component implements, from its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum World {
+    Pack,
+    Enricher,
+}
+
+pub(crate) fn world_of(engine: &Engine, component: &Component) -> Option<World> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    let has = |n: &str| names.iter().any(|x| x == n);
+    if has("describe") && has("on-batch") {
+        Some(World::Pack)
+    } else if has("describe-enricher") && has("enrich") {
+        Some(World::Enricher)
+    } else {
+        None
+    }
+}
+
+/// A linker for one component: WASI p2 (denied by its context), our
+/// imports, and a trap for anything else the component imports.
+pub(crate) fn linker(
+    engine: &Engine,
+    component: &Component,
+    world: World,
+) -> Result<Linker<StoreData>, LoadError> {
+    let mut l = Linker::new(engine);
+    let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+    wasmtime_wasi::p2::add_to_linker_sync(&mut l).map_err(link)?;
+    match world {
+        World::Pack => {
+            pack::AchievementPack::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut l, |d| d)
+                .map_err(link)?
+        }
+        World::Enricher => {
+            enricher::Enricher::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut l, |d| d)
+                .map_err(link)?
+        }
+    }
+    l.define_unknown_imports_as_traps(component).map_err(link)?;
+    Ok(l)
+}
+
+/// Clock fixed at the epoch: plugins get time from events only.
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+fn deny_all_wasi() -> WasiCtx {
+    let seed: Vec<u8> = (0u8..=255)
+        .map(|b| b.wrapping_mul(167).wrapping_add(13))
+        .collect();
+    WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(FixedClock)
+        .monotonic_clock(FixedClock)
+        .secure_random(Deterministic::new(seed.clone()))
+        .insecure_random(Deterministic::new(seed))
+        .insecure_random_seed(0x5eed_5eed)
+        .build()
+}
+
+/// Memory growth beyond the cap.
+#[derive(Debug, thiserror::Error)]
+#[error("linear memory would grow to {0} bytes, beyond the cap")]
+pub(crate) struct OutOfMemory(pub usize);
+
+/// A state call naming an event or player the batch does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct BadCall(pub String);
+
+pub(crate) struct Limiter {
+    cap: usize,
+    pub high_water: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            return Err(wasmtime::Error::new(OutOfMemory(desired)));
+        }
+        self.high_water = self.high_water.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// One logged line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub pack: Str,
+    pub version: Str,
+    pub level: &'static str,
+    pub message: String,
+}
+
+/// Log attribution and rate limiting for one store.
+pub(crate) struct LogCtx {
+    pub pack: Str,
+    pub version: Str,
+    pub lines: u32,
+    pub dropped: u32,
+    pub max_lines: u32,
+    pub max_bytes: usize,
+    pub ring_cap: usize,
+    pub ring: Arc<Mutex<VecDeque<LogLine>>>,
+}
+
+/// Everything a state call needs during one `on-batch`.
+pub(crate) struct CallCtx {
+    pub committed: Arc<Mutex<Committed>>,
+    /// Scope facts for the events the call's indices point into.
+    pub events: Arc<Vec<EventInfo>>,
+    /// `batch.events[i]` is `events[index[i]]`.
+    pub index: Vec<usize>,
+    pub guids: Vec<Str>,
+    pub book: Arc<Mutex<LifeBook>>,
+    pub txn: Txn,
+    pub limits: TxnLimits,
+}
+
+impl CallCtx {
+    fn slot(&self, at: u32, scope: state::Scope, player: u32, key: &str) -> wasmtime::Result<Slot> {
+        let Some(&full) = self.index.get(at as usize) else {
+            return Err(wasmtime::Error::new(BadCall(format!(
+                "state call for event {at}, batch has {}",
+                self.index.len()
+            ))));
+        };
+        let Some(guid) = self.guids.get(player as usize) else {
+            return Err(wasmtime::Error::new(BadCall(format!(
+                "state call for player {player}, batch has {}",
+                self.guids.len()
+            ))));
+        };
+        if key.len() > self.limits.key_bytes {
+            return Err(wasmtime::Error::new(StateLimit::KeyTooLong(
+                key.len(),
+                self.limits.key_bytes,
+            )));
+        }
+        let scope = match scope {
+            state::Scope::Lifetime => Scope::Lifetime,
+            state::Scope::Session => Scope::Session,
+            state::Scope::Match => Scope::Match,
+            state::Scope::Round => Scope::Round,
+            state::Scope::Life => Scope::Life,
+        };
+        let inst = if scope == Scope::Life {
+            st::instance(scope, &self.events, full, guid, &self.book.lock())
+        } else {
+            st::instance(scope, &self.events, full, guid, &LifeBook::default())
+        };
+        Ok(Slot {
+            scope,
+            inst,
+            player: guid.clone(),
+            key: Str::from(key),
+        })
+    }
+}
+
+/// Per-store data.
+pub(crate) struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub call: Option<CallCtx>,
+    pub log: LogCtx,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A store for one instance, with its limits and attribution.
+pub(crate) fn new_store(
+    engine: &Engine,
+    cfg: &RuntimeConfig,
+    pack: Str,
+    version: Str,
+    ring: Arc<Mutex<VecDeque<LogLine>>>,
+    fuel: bool,
+) -> Store<StoreData> {
+    let data = StoreData {
+        wasi: deny_all_wasi(),
+        table: ResourceTable::new(),
+        limiter: Limiter {
+            cap: cfg.max_memory_bytes,
+            high_water: 0,
+        },
+        call: None,
+        log: LogCtx {
+            pack,
+            version,
+            lines: 0,
+            dropped: 0,
+            max_lines: cfg.log_lines_per_batch,
+            max_bytes: cfg.log_line_bytes,
+            ring_cap: cfg.log_ring,
+            ring,
+        },
+    };
+    let mut store = Store::new(engine, data);
+    store.limiter(|d| &mut d.limiter);
+    if !fuel {
+        store.epoch_deadline_trap();
+    }
+    store
+}
+
+/// Sorts a failed call into the error kinds the metrics and failure log use.
+pub(crate) fn classify(err: &wasmtime::Error) -> ErrorKind {
+    if let Some(t) = err.downcast_ref::<Trap>() {
+        return match t {
+            Trap::Interrupt | Trap::OutOfFuel => ErrorKind::Timeout,
+            _ => ErrorKind::Trap,
+        };
+    }
+    for cause in err.chain() {
+        if cause.is::<OutOfMemory>() {
+            return ErrorKind::OutOfMemory;
+        }
+        if cause.is::<StateLimit>() {
+            return ErrorKind::StateLimit;
+        }
+        if cause.is::<BadCall>() {
+            return ErrorKind::InvalidOutput;
+        }
+        if let Some(t) = cause.downcast_ref::<Trap>() {
+            return match t {
+                Trap::Interrupt | Trap::OutOfFuel => ErrorKind::Timeout,
+                _ => ErrorKind::Trap,
+            };
+        }
+    }
+    ErrorKind::Trap
+}
+
+fn outside() -> wasmtime::Error {
+    wasmtime::Error::new(BadCall("state used outside on-batch".into()))
+}
+
+macro_rules! with_call {
+    ($self:ident, $at:ident, $scope:ident, $player:ident, $key:expr, |$ctx:ident, $slot:ident, $committed:ident| $body:expr) => {{
+        let $ctx = $self.call.as_mut().ok_or_else(outside)?;
+        let $slot = $ctx.slot($at, $scope, $player, $key)?;
+        let committed_arc = $ctx.committed.clone();
+        let $committed = committed_arc.lock();
+        $body
+    }};
+}
+
+impl state::Host for StoreData {
+    fn add(
+        &mut self,
+        at: u32,
+        scope: state::Scope,
+        player: u32,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<i64> {
+        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+            let lim = ctx.limits;
+            ctx.txn
+                .add(&c, &slot, delta, &lim)
+                .map_err(wasmtime::Error::new)
+        })
+    }
+
+    fn get(
+        &mut self,
+        at: u32,
+        scope: state::Scope,
+        player: u32,
+        key: String,
+    ) -> wasmtime::Result<i64> {
+        with_call!(self, at, scope, player, &key, |ctx, slot, c| Ok(ctx
+            .txn
+            .get(&c, &slot)))
+    }
+
+    fn get_many(
+        &mut self,
+        at: u32,
+        scope: state::Scope,
+        keys: Vec<(u32, String)>,
+    ) -> wasmtime::Result<Vec<i64>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (player, key) in keys {
+            out.push(with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+                ctx.txn.get(&c, &slot)
+            }));
+        }
+        Ok(out)
+    }
+
+    fn put(
+        &mut self,
+        at: u32,
+        scope: state::Scope,
+        player: u32,
+        key: String,
+        value: i64,
+    ) -> wasmtime::Result<()> {
+        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+            let lim = ctx.limits;
+            ctx.txn
+                .put(&c, &slot, value, &lim)
+                .map_err(wasmtime::Error::new)
+        })
+    }
+
+    fn put_blob(
+        &mut self,
+        at: u32,
+        scope: state::Scope,
+        player: u32,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+            let lim = ctx.limits;
+            ctx.txn
+                .put_blob(&c, &slot, value, &lim)
+                .map_err(wasmtime::Error::new)
+        })
+    }
+
+    fn get_blob(
+        &mut self,
+        at: u32,
+        scope: state::Scope,
+        player: u32,
+        key: String,
+    ) -> wasmtime::Result<Vec<u8>> {
+        with_call!(self, at, scope, player, &key, |ctx, slot, c| Ok(ctx
+            .txn
+            .get_blob(&c, &slot)))
+    }
+
+    fn set_insert(
+        &mut self,
+        at: u32,
+        scope: state::Scope,
+        player: u32,
+        key: String,
+        member: String,
+    ) -> wasmtime::Result<bool> {
+        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+            let lim = ctx.limits;
+            ctx.txn
+                .set_insert(&c, &slot, member, &lim)
+                .map_err(wasmtime::Error::new)
+        })
+    }
+
+    fn set_count(
+        &mut self,
+        at: u32,
+        scope: state::Scope,
+        player: u32,
+        key: String,
+    ) -> wasmtime::Result<u32> {
+        with_call!(self, at, scope, player, &key, |ctx, slot, c| Ok(ctx
+            .txn
+            .set_count(&c, &slot)))
+    }
+}
+
+impl log::Host for StoreData {
+    fn emit(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
+        let l = &mut self.log;
+        if l.lines >= l.max_lines {
+            l.dropped += 1;
+            return Ok(());
+        }
+        l.lines += 1;
+        if message.len() > l.max_bytes {
+            let mut cut = l.max_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let level = match level {
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        match level {
+            "error" | "warn" => {
+                tracing::warn!(pack = %l.pack, version = %l.version, level, "{message}")
+            }
+            _ => tracing::debug!(pack = %l.pack, version = %l.version, level, "{message}"),
+        }
+        let mut ring = l.ring.lock();
+        if ring.len() >= l.ring_cap {
+            ring.pop_front();
+        }
+        ring.push_back(LogLine {
+            pack: l.pack.clone(),
+            version: l.version.clone(),
+            level,
+            message,
+        });
+        Ok(())
+    }
+}
+
+impl types::Host for StoreData {}
+impl meta::Host for StoreData {}

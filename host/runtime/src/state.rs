@@ -1,0 +1,815 @@
+//! Transactional plugin state: the committed view kept in memory per pack,
+//! the per-batch write buffer, scope instance derivation and the lifecycle
+//! bookkeeping that lets ended matches, rounds and lives be dropped.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use opm_model::plugin::{Scope, StateKey, StateValue};
+use opm_model::{Event, EventKind, Str};
+
+/// One pack's committed state, grouped by scope instance so an ended match,
+/// round or life is dropped in one step.
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    inst: HashMap<(Scope, Str), HashMap<(Str, Str), StateValue>>,
+    per_player: HashMap<Str, usize>,
+}
+
+impl Committed {
+    pub(crate) fn from_rows(rows: Vec<(StateKey, StateValue)>) -> Committed {
+        let mut c = Committed::default();
+        for (k, v) in rows {
+            c.set(k.scope, k.instance, k.player, k.key, Some(v));
+        }
+        c
+    }
+
+    fn get(&self, scope: Scope, inst: &Str, player: &Str, key: &Str) -> Option<&StateValue> {
+        self.inst
+            .get(&(scope, inst.clone()))
+            .and_then(|m| m.get(&(player.clone(), key.clone())))
+    }
+
+    fn has(&self, scope: Scope, inst: &Str, player: &Str, key: &Str) -> bool {
+        self.get(scope, inst, player, key).is_some()
+    }
+
+    fn keys_of(&self, player: &Str) -> usize {
+        self.per_player.get(player).copied().unwrap_or(0)
+    }
+
+    fn set(&mut self, scope: Scope, inst: Str, player: Str, key: Str, value: Option<StateValue>) {
+        match value {
+            Some(v) => {
+                let slot = self.inst.entry((scope, inst)).or_default();
+                if slot.insert((player.clone(), key), v).is_none() {
+                    *self.per_player.entry(player).or_default() += 1;
+                }
+            }
+            None => {
+                let id = (scope, inst);
+                let mut removed = false;
+                if let Some(slot) = self.inst.get_mut(&id) {
+                    removed = slot.remove(&(player.clone(), key)).is_some();
+                    if slot.is_empty() {
+                        self.inst.remove(&id);
+                    }
+                }
+                if removed {
+                    self.forget_key(&player);
+                }
+            }
+        }
+    }
+
+    fn forget_key(&mut self, player: &Str) {
+        if let Some(n) = self.per_player.get_mut(player) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_player.remove(player);
+            }
+        }
+    }
+
+    /// Instances the ended lifecycle spans cover, among those holding state.
+    fn ended_instances(&self, ended: &[Ended]) -> Vec<(Scope, Str)> {
+        let mut out = Vec::new();
+        for (scope, inst) in self.inst.keys() {
+            if ended.iter().any(|e| e.covers(*scope, inst)) {
+                out.push((*scope, inst.clone()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Number of values held, for tests and status.
+    pub(crate) fn len(&self) -> usize {
+        self.inst.values().map(HashMap::len).sum()
+    }
+
+    /// Every value, sorted: the state snapshot.
+    pub(crate) fn snapshot(&self, pack: &Str) -> Vec<(StateKey, StateValue)> {
+        let mut out: Vec<_> = self
+            .inst
+            .iter()
+            .flat_map(|((scope, inst), m)| {
+                m.iter().map(move |((player, key), v)| {
+                    (
+                        StateKey {
+                            pack: pack.clone(),
+                            scope: *scope,
+                            instance: inst.clone(),
+                            player: player.clone(),
+                            key: key.clone(),
+                        },
+                        v.clone(),
+                    )
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// A buffered write.
+#[derive(Debug, Clone, PartialEq)]
+enum Pending {
+    /// `put` sets `base`; `add` accumulates `delta`. Counters commit as
+    /// `base or committed + delta`, so concurrent batches of one pack on
+    /// different workers never lose an increment.
+    Counter { base: Option<i64>, delta: i64 },
+    /// Empty deletes.
+    Blob(Vec<u8>),
+    /// Members this batch added that were not committed when it added them.
+    Set(BTreeSet<String>),
+}
+
+type TxnKey = (Scope, Str, Str, Str);
+
+/// Why a state call was refused; it traps the batch.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StateLimit {
+    #[error("state key of {0} bytes exceeds {1}")]
+    KeyTooLong(usize, usize),
+    #[error("blob of {0} bytes exceeds {1}")]
+    BlobTooBig(usize, usize),
+    #[error("player holds {0} keys, the cap")]
+    TooManyKeys(usize),
+    #[error("set holds {0} members, the cap")]
+    SetFull(usize),
+    #[error("set member of {0} bytes exceeds {1}")]
+    MemberTooLong(usize, usize),
+}
+
+/// Limits a transaction enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TxnLimits {
+    pub key_bytes: usize,
+    pub blob_bytes: usize,
+    pub keys_per_player: usize,
+    pub set_members: usize,
+    pub member_bytes: usize,
+}
+
+/// One batch's writes. Reads see the committed value plus these writes.
+#[derive(Debug, Default)]
+pub(crate) struct Txn {
+    writes: HashMap<TxnKey, Pending>,
+    new_keys: HashMap<Str, usize>,
+}
+
+/// Where a state call lands.
+pub(crate) struct Slot {
+    pub scope: Scope,
+    pub inst: Str,
+    pub player: Str,
+    pub key: Str,
+}
+
+impl Slot {
+    fn txn_key(&self) -> TxnKey {
+        (
+            self.scope,
+            self.inst.clone(),
+            self.player.clone(),
+            self.key.clone(),
+        )
+    }
+}
+
+impl Txn {
+    fn pending(&self, s: &Slot) -> Option<&Pending> {
+        self.writes.get(&s.txn_key())
+    }
+
+    /// Makes room for a write; fails when it would create a key beyond the
+    /// player's cap.
+    fn reserve(&mut self, c: &Committed, s: &Slot, lim: &TxnLimits) -> Result<(), StateLimit> {
+        if self.writes.contains_key(&s.txn_key()) || c.has(s.scope, &s.inst, &s.player, &s.key) {
+            return Ok(());
+        }
+        let held = c.keys_of(&s.player) + self.new_keys.get(&s.player).copied().unwrap_or(0);
+        if held >= lim.keys_per_player {
+            return Err(StateLimit::TooManyKeys(held));
+        }
+        *self.new_keys.entry(s.player.clone()).or_default() += 1;
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, c: &Committed, s: &Slot) -> i64 {
+        let committed = match c.get(s.scope, &s.inst, &s.player, &s.key) {
+            Some(StateValue::Counter(v)) => *v,
+            _ => 0,
+        };
+        match self.pending(s) {
+            Some(Pending::Counter { base, delta }) => {
+                base.unwrap_or(committed).wrapping_add(*delta)
+            }
+            Some(_) => 0,
+            None => committed,
+        }
+    }
+
+    pub(crate) fn add(
+        &mut self,
+        c: &Committed,
+        s: &Slot,
+        delta: i64,
+        lim: &TxnLimits,
+    ) -> Result<i64, StateLimit> {
+        self.reserve(c, s, lim)?;
+        let e = self.writes.entry(s.txn_key()).or_insert(Pending::Counter {
+            base: None,
+            delta: 0,
+        });
+        match e {
+            Pending::Counter { delta: d, .. } => *d = d.wrapping_add(delta),
+            other => {
+                *other = Pending::Counter {
+                    base: Some(0),
+                    delta,
+                }
+            }
+        }
+        Ok(self.get(c, s))
+    }
+
+    pub(crate) fn put(
+        &mut self,
+        c: &Committed,
+        s: &Slot,
+        value: i64,
+        lim: &TxnLimits,
+    ) -> Result<(), StateLimit> {
+        self.reserve(c, s, lim)?;
+        self.writes.insert(
+            s.txn_key(),
+            Pending::Counter {
+                base: Some(value),
+                delta: 0,
+            },
+        );
+        Ok(())
+    }
+
+    pub(crate) fn put_blob(
+        &mut self,
+        c: &Committed,
+        s: &Slot,
+        value: Vec<u8>,
+        lim: &TxnLimits,
+    ) -> Result<(), StateLimit> {
+        if value.len() > lim.blob_bytes {
+            return Err(StateLimit::BlobTooBig(value.len(), lim.blob_bytes));
+        }
+        self.reserve(c, s, lim)?;
+        self.writes.insert(s.txn_key(), Pending::Blob(value));
+        Ok(())
+    }
+
+    pub(crate) fn get_blob(&self, c: &Committed, s: &Slot) -> Vec<u8> {
+        match self.pending(s) {
+            Some(Pending::Blob(b)) => b.clone(),
+            Some(_) => Vec::new(),
+            None => match c.get(s.scope, &s.inst, &s.player, &s.key) {
+                Some(StateValue::Blob(b)) => b.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    fn committed_set<'a>(c: &'a Committed, s: &Slot) -> Option<&'a BTreeSet<String>> {
+        match c.get(s.scope, &s.inst, &s.player, &s.key) {
+            Some(StateValue::Set(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_insert(
+        &mut self,
+        c: &Committed,
+        s: &Slot,
+        member: String,
+        lim: &TxnLimits,
+    ) -> Result<bool, StateLimit> {
+        if member.len() > lim.member_bytes {
+            return Err(StateLimit::MemberTooLong(member.len(), lim.member_bytes));
+        }
+        let overwritten = matches!(
+            self.pending(s),
+            Some(Pending::Counter { .. } | Pending::Blob(_))
+        );
+        let committed = if overwritten {
+            None
+        } else {
+            Self::committed_set(c, s)
+        };
+        if committed.is_some_and(|m| m.contains(&member)) {
+            return Ok(false);
+        }
+        self.reserve(c, s, lim)?;
+        let count = self.set_count(c, s) as usize;
+        let e = self
+            .writes
+            .entry(s.txn_key())
+            .or_insert_with(|| Pending::Set(BTreeSet::new()));
+        if !matches!(e, Pending::Set(_)) {
+            *e = Pending::Set(BTreeSet::new());
+        }
+        let Pending::Set(added) = e else {
+            unreachable!()
+        };
+        if added.contains(&member) {
+            return Ok(false);
+        }
+        if count >= lim.set_members {
+            return Err(StateLimit::SetFull(count));
+        }
+        added.insert(member);
+        Ok(true)
+    }
+
+    pub(crate) fn set_count(&self, c: &Committed, s: &Slot) -> u32 {
+        match self.pending(s) {
+            Some(Pending::Set(added)) => {
+                (Self::committed_set(c, s).map_or(0, BTreeSet::len) + added.len()) as u32
+            }
+            Some(_) => 0,
+            None => Self::committed_set(c, s).map_or(0, BTreeSet::len) as u32,
+        }
+    }
+
+    /// Resolves the writes against the committed state (the caller holds
+    /// its lock) and adds deletions for every ended instance. Returns the
+    /// writes in key order, ready for `StateStore::commit` and `apply`.
+    pub(crate) fn resolve(
+        self,
+        c: &Committed,
+        pack: &Str,
+        ended: &[Ended],
+    ) -> Vec<(StateKey, Option<StateValue>)> {
+        let mut out: HashMap<StateKey, Option<StateValue>> = HashMap::new();
+        for ((scope, inst, player, key), p) in self.writes {
+            let current = c.get(scope, &inst, &player, &key);
+            let value = match p {
+                Pending::Counter { base, delta } => {
+                    let committed = match current {
+                        Some(StateValue::Counter(v)) => *v,
+                        _ => 0,
+                    };
+                    Some(StateValue::Counter(
+                        base.unwrap_or(committed).wrapping_add(delta),
+                    ))
+                }
+                Pending::Blob(b) if b.is_empty() => None,
+                Pending::Blob(b) => Some(StateValue::Blob(b)),
+                Pending::Set(added) => {
+                    let mut m = match current {
+                        Some(StateValue::Set(m)) => m.clone(),
+                        _ => BTreeSet::new(),
+                    };
+                    m.extend(added);
+                    Some(StateValue::Set(m))
+                }
+            };
+            if value.is_none() && current.is_none() {
+                continue;
+            }
+            let k = StateKey {
+                pack: pack.clone(),
+                scope,
+                instance: inst,
+                player,
+                key,
+            };
+            out.insert(k, value);
+        }
+        if !ended.is_empty() {
+            for (k, v) in out.iter_mut() {
+                if ended.iter().any(|e| e.covers(k.scope, &k.instance)) {
+                    *v = None;
+                }
+            }
+            for (scope, inst) in c.ended_instances(ended) {
+                for (player, key) in c.inst[&(scope, inst.clone())].keys() {
+                    let k = StateKey {
+                        pack: pack.clone(),
+                        scope,
+                        instance: inst.clone(),
+                        player: player.clone(),
+                        key: key.clone(),
+                    };
+                    out.insert(k, None);
+                }
+            }
+            // A delete of something that was never committed is noise.
+            out.retain(|k, v| v.is_some() || c.has(k.scope, &k.instance, &k.player, &k.key));
+        }
+        let mut out: Vec<_> = out.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+/// Applies resolved writes to the in-memory committed state.
+pub(crate) fn apply(c: &mut Committed, writes: &[(StateKey, Option<StateValue>)]) {
+    for (k, v) in writes {
+        c.set(
+            k.scope,
+            k.instance.clone(),
+            k.player.clone(),
+            k.key.clone(),
+            v.clone(),
+        );
+    }
+}
+
+/// A lifecycle span that has ended: its state can go.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Ended {
+    /// A life `"{session}#{life}"`.
+    Life(Str),
+    /// A match and all its rounds.
+    Match(Str),
+    /// Rounds of a match numbered below `round` (a later round started).
+    RoundsBefore(Str, u32),
+}
+
+impl Ended {
+    fn covers(&self, scope: Scope, inst: &str) -> bool {
+        match (self, scope) {
+            (Ended::Life(l), Scope::Life) => &**l == inst,
+            (Ended::Match(m), Scope::Match) => &**m == inst,
+            (Ended::Match(m), Scope::Round) => round_of(m, inst).is_some(),
+            (Ended::RoundsBefore(m, r), Scope::Round) => round_of(m, inst).is_some_and(|n| n < *r),
+            _ => false,
+        }
+    }
+}
+
+fn round_of(match_id: &str, inst: &str) -> Option<u32> {
+    inst.strip_prefix(match_id)?.strip_prefix('#')?.parse().ok()
+}
+
+/// Whether the actor's life ends with this event (the tracker's rule).
+fn actor_dies(ev: &EventInfo) -> bool {
+    ev.kind == EventKind::PlayerSuicide || (ev.kind == EventKind::Death && ev.target.is_none())
+}
+
+/// What scope derivation needs from one event.
+#[derive(Debug, Clone)]
+pub(crate) struct EventInfo {
+    pub kind: EventKind,
+    pub session: Str,
+    pub match_id: Str,
+    pub round: u32,
+    pub actor: Option<(Str, u32)>,
+    pub target: Option<(Str, u32)>,
+}
+
+impl EventInfo {
+    pub(crate) fn of(ev: &Event) -> EventInfo {
+        EventInfo {
+            kind: ev.kind,
+            session: ev.session.clone(),
+            match_id: ev.match_id.clone(),
+            round: ev.round,
+            actor: ev.actor.as_ref().map(|p| (p.guid.clone(), p.life)),
+            target: ev.target.as_ref().map(|p| (p.guid.clone(), p.life)),
+        }
+    }
+}
+
+/// Latest life per (session, player) the runtime has seen, and whether it
+/// has ended. A player not in the event a state call names gets this life;
+/// when it has ended, the next one (the number the tracker gives the player
+/// on their next appearance), so an ended life is never addressed again and
+/// dropping it cannot change what a pack reads.
+#[derive(Debug, Default)]
+pub(crate) struct LifeBook {
+    lives: HashMap<(Str, Str), (u32, bool)>,
+}
+
+impl LifeBook {
+    fn upcoming(&self, session: &Str, guid: &Str) -> u32 {
+        match self.lives.get(&(session.clone(), guid.clone())) {
+            Some(&(life, true)) => life,
+            Some(&(life, false)) => life + 1,
+            None => 1,
+        }
+    }
+
+    /// Records a batch's events, in order.
+    pub(crate) fn observe(&mut self, events: &[EventInfo]) {
+        for ev in events {
+            if let Some((g, life)) = &ev.actor {
+                self.lives
+                    .insert((ev.session.clone(), g.clone()), (*life, !actor_dies(ev)));
+            }
+            if let Some((g, life)) = &ev.target {
+                self.lives.insert(
+                    (ev.session.clone(), g.clone()),
+                    (*life, !ev.kind.ends_life()),
+                );
+            }
+        }
+    }
+}
+
+/// The scope instance for a state call made at `events[at]` for `guid`.
+/// `book` is the life book as of the start of `events`.
+pub(crate) fn instance(
+    scope: Scope,
+    events: &[EventInfo],
+    at: usize,
+    guid: &Str,
+    book: &LifeBook,
+) -> Str {
+    let ev = &events[at];
+    match scope {
+        Scope::Lifetime => opm_model::event::empty(),
+        Scope::Session => ev.session.clone(),
+        Scope::Match => ev.match_id.clone(),
+        Scope::Round => Arc::from(format!("{}#{}", ev.match_id, ev.round)),
+        Scope::Life => {
+            let life = life_at(events, at, guid, book);
+            Arc::from(format!("{}#{}", ev.session, life))
+        }
+    }
+}
+
+fn life_at(events: &[EventInfo], at: usize, guid: &Str, book: &LifeBook) -> u32 {
+    let ev = &events[at];
+    for p in [&ev.actor, &ev.target].into_iter().flatten() {
+        if &p.0 == guid {
+            return p.1;
+        }
+    }
+    for prev in events[..at].iter().rev() {
+        if prev.session != ev.session {
+            continue;
+        }
+        if let Some((g, life)) = &prev.target
+            && g == guid
+        {
+            return if prev.kind.ends_life() {
+                life + 1
+            } else {
+                *life
+            };
+        }
+        if let Some((g, life)) = &prev.actor
+            && g == guid
+        {
+            return if actor_dies(prev) { life + 1 } else { *life };
+        }
+    }
+    book.upcoming(&ev.session, guid)
+}
+
+/// Lifecycle spans that end within `events`.
+pub(crate) fn ended_in(events: &[EventInfo]) -> Vec<Ended> {
+    let mut out = Vec::new();
+    for ev in events {
+        if let Some((_, life)) = &ev.actor
+            && actor_dies(ev)
+        {
+            out.push(Ended::Life(Arc::from(format!("{}#{}", ev.session, life))));
+        }
+        if let Some((_, life)) = &ev.target
+            && ev.kind.ends_life()
+        {
+            out.push(Ended::Life(Arc::from(format!("{}#{}", ev.session, life))));
+        }
+        match ev.kind {
+            EventKind::MatchEnd | EventKind::GameEnd if !ev.match_id.is_empty() => {
+                out.push(Ended::Match(ev.match_id.clone()));
+            }
+            EventKind::RoundStart if ev.round > 1 => {
+                out.push(Ended::RoundsBefore(ev.match_id.clone(), ev.round));
+            }
+            _ => {}
+        }
+    }
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIM: TxnLimits = TxnLimits {
+        key_bytes: 128,
+        blob_bytes: 16,
+        keys_per_player: 3,
+        set_members: 2,
+        member_bytes: 8,
+    };
+
+    fn s(scope: Scope, inst: &str, player: &str, key: &str) -> Slot {
+        Slot {
+            scope,
+            inst: Arc::from(inst),
+            player: Arc::from(player),
+            key: Arc::from(key),
+        }
+    }
+
+    fn pack() -> Str {
+        Arc::from("p")
+    }
+
+    #[test]
+    fn reads_see_committed_plus_own_writes_and_commit_resolves() {
+        let mut c = Committed::default();
+        let k = s(Scope::Lifetime, "", "a", "kills");
+        let w = Txn::default().resolve(&c, &pack(), &[]);
+        assert!(w.is_empty());
+        let mut t = Txn::default();
+        t.put(&c, &k, 10, &LIM).unwrap();
+        let w = t.resolve(&c, &pack(), &[]);
+        apply(&mut c, &w);
+        let mut t = Txn::default();
+        assert_eq!(t.get(&c, &k), 10);
+        assert_eq!(t.add(&c, &k, 5, &LIM).unwrap(), 15);
+        assert_eq!(t.get(&c, &k), 15);
+        // Another batch commits meanwhile: the increment is not lost.
+        let mut other = Txn::default();
+        other.add(&c, &k, 1, &LIM).unwrap();
+        let w = other.resolve(&c, &pack(), &[]);
+        apply(&mut c, &w);
+        let w = t.resolve(&c, &pack(), &[]);
+        assert_eq!(w[0].1, Some(StateValue::Counter(16)));
+        apply(&mut c, &w);
+        assert_eq!(Txn::default().get(&c, &k), 16);
+    }
+
+    #[test]
+    fn discarded_txn_changes_nothing() {
+        let c = Committed::default();
+        let k = s(Scope::Match, "m1", "a", "x");
+        let mut t = Txn::default();
+        t.add(&c, &k, 3, &LIM).unwrap();
+        drop(t);
+        assert_eq!(Txn::default().get(&c, &k), 0);
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn blobs_and_sets() {
+        let mut c = Committed::default();
+        let b = s(Scope::Lifetime, "", "a", "blob");
+        let set = s(Scope::Lifetime, "", "a", "maps");
+        let mut t = Txn::default();
+        t.put_blob(&c, &b, vec![1, 2], &LIM).unwrap();
+        assert_eq!(t.get_blob(&c, &b), vec![1, 2]);
+        assert!(t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
+        assert!(!t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
+        assert_eq!(t.set_count(&c, &set), 1);
+        apply(&mut c, &t.resolve(&c, &pack(), &[]));
+        let mut t = Txn::default();
+        assert!(!t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
+        assert!(t.set_insert(&c, &set, "m2".into(), &LIM).unwrap());
+        assert!(matches!(
+            t.set_insert(&c, &set, "m3".into(), &LIM),
+            Err(StateLimit::SetFull(2))
+        ));
+        t.put_blob(&c, &b, Vec::new(), &LIM).unwrap();
+        let w = t.resolve(&c, &pack(), &[]);
+        apply(&mut c, &w);
+        assert_eq!(Txn::default().get_blob(&c, &b), Vec::<u8>::new());
+        assert_eq!(Txn::default().set_count(&c, &set), 2);
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn limits_trap() {
+        let c = Committed::default();
+        let mut t = Txn::default();
+        assert!(matches!(
+            t.put_blob(&c, &s(Scope::Lifetime, "", "a", "b"), vec![0; 17], &LIM),
+            Err(StateLimit::BlobTooBig(17, 16))
+        ));
+        for k in ["a", "b", "c"] {
+            t.add(&c, &s(Scope::Lifetime, "", "p", k), 1, &LIM).unwrap();
+        }
+        // Rewriting an existing key is fine; a fourth key is not.
+        t.add(&c, &s(Scope::Lifetime, "", "p", "a"), 1, &LIM)
+            .unwrap();
+        assert!(matches!(
+            t.add(&c, &s(Scope::Match, "m", "p", "d"), 1, &LIM),
+            Err(StateLimit::TooManyKeys(3))
+        ));
+        // Another player has their own quota.
+        t.add(&c, &s(Scope::Lifetime, "", "q", "a"), 1, &LIM)
+            .unwrap();
+        assert!(matches!(
+            t.set_insert(
+                &c,
+                &s(Scope::Lifetime, "", "q", "s"),
+                "123456789".into(),
+                &LIM
+            ),
+            Err(StateLimit::MemberTooLong(9, 8))
+        ));
+    }
+
+    #[test]
+    fn ended_instances_are_deleted_in_the_commit() {
+        let mut c = Committed::default();
+        let mut t = Txn::default();
+        let life = s(Scope::Life, "sess#1", "a", "streak");
+        let round = s(Scope::Round, "m1#1", "a", "k");
+        let round2 = s(Scope::Round, "m1#2", "a", "k");
+        let other = s(Scope::Round, "m10#1", "a", "k");
+        for k in [&life, &round, &round2, &other] {
+            t.add(&c, k, 1, &LIM).unwrap();
+        }
+        apply(&mut c, &t.resolve(&c, &pack(), &[]));
+        assert_eq!(c.len(), 4);
+        let mut t = Txn::default();
+        t.add(&c, &life, 1, &LIM).unwrap();
+        let w = t.resolve(
+            &c,
+            &pack(),
+            &[
+                Ended::Life(Arc::from("sess#1")),
+                Ended::RoundsBefore(Arc::from("m1"), 2),
+            ],
+        );
+        assert_eq!(w.len(), 2);
+        assert!(w.iter().all(|(_, v)| v.is_none()));
+        apply(&mut c, &w);
+        assert_eq!(c.len(), 2);
+        let w = Txn::default().resolve(&c, &pack(), &[Ended::Match(Arc::from("m1"))]);
+        assert_eq!(w.len(), 1);
+        apply(&mut c, &w);
+        assert_eq!(c.snapshot(&pack())[0].0.instance.as_ref(), "m10#1");
+        assert_eq!(c.keys_of(&Arc::from("a")), 1);
+    }
+
+    fn info(kind: EventKind, actor: Option<(&str, u32)>, target: Option<(&str, u32)>) -> EventInfo {
+        EventInfo {
+            kind,
+            session: Arc::from("S"),
+            match_id: Arc::from("M"),
+            round: 2,
+            actor: actor.map(|(g, l)| (Arc::from(g), l)),
+            target: target.map(|(g, l)| (Arc::from(g), l)),
+        }
+    }
+
+    #[test]
+    fn scope_instances_follow_the_event_and_player() {
+        let book = LifeBook::default();
+        let evs = vec![
+            info(EventKind::PlayerKill, Some(("a", 3)), Some(("b", 7))),
+            info(EventKind::Chat, Some(("c", 1)), None),
+        ];
+        let a: Str = Arc::from("a");
+        let b: Str = Arc::from("b");
+        assert_eq!(&*instance(Scope::Lifetime, &evs, 0, &a, &book), "");
+        assert_eq!(&*instance(Scope::Session, &evs, 0, &a, &book), "S");
+        assert_eq!(&*instance(Scope::Match, &evs, 0, &a, &book), "M");
+        assert_eq!(&*instance(Scope::Round, &evs, 0, &a, &book), "M#2");
+        assert_eq!(&*instance(Scope::Life, &evs, 0, &a, &book), "S#3");
+        assert_eq!(&*instance(Scope::Life, &evs, 0, &b, &book), "S#7");
+        // Not in event 1: a's latest life, b's next life (b died at 0).
+        assert_eq!(&*instance(Scope::Life, &evs, 1, &a, &book), "S#3");
+        assert_eq!(&*instance(Scope::Life, &evs, 1, &b, &book), "S#8");
+        // Across batches the book carries the same answer.
+        let mut book = LifeBook::default();
+        book.observe(&evs[..1]);
+        assert_eq!(&*instance(Scope::Life, &evs[1..], 0, &a, &book), "S#3");
+        assert_eq!(&*instance(Scope::Life, &evs[1..], 0, &b, &book), "S#8");
+        assert_eq!(
+            &*instance(Scope::Life, &evs[1..], 0, &Arc::from("new"), &book),
+            "S#1"
+        );
+    }
+
+    #[test]
+    fn lifecycle_ends() {
+        let mut end = info(EventKind::MatchEnd, None, None);
+        end.match_id = Arc::from("M");
+        let ended = ended_in(&[
+            info(EventKind::PlayerKill, Some(("a", 3)), Some(("b", 7))),
+            info(EventKind::PlayerSuicide, Some(("c", 2)), None),
+            info(EventKind::RoundStart, None, None),
+            end,
+        ]);
+        assert_eq!(
+            ended,
+            vec![
+                Ended::Life(Arc::from("S#7")),
+                Ended::Life(Arc::from("S#2")),
+                Ended::RoundsBefore(Arc::from("M"), 2),
+                Ended::Match(Arc::from("M")),
+            ]
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! A misbehaving pack for the runtime's fault tests, written against the raw
+//! WIT bindings. Config keys:
+//! * `id` (required) and `version` (default `1.0.0`); its one achievement
+//!   is `{id}-x`;
+//! * `mode`: `loop`, `panic`, `oom`, `flood`, `state-flood`, `error`,
+//!   `bad-code` or `none`;
+//! * `every`: misbehave only on events whose id is a multiple of it
+//!   (default 1: every event). Other events are evaluated cleanly (an
+//!   unlock of `{id}-x` on every tenth event).
+
+wit_bindgen::generate!({
+    path: "../../../../wit",
+    world: "achievement-pack",
+});
+
+use openmohaa::stats::log::{self, Level};
+use openmohaa::stats::meta::{Achievement, Subscription, Unlock};
+use openmohaa::stats::state::{self, Scope};
+use openmohaa::stats::types::EventKind;
+use std::cell::RefCell;
+use std::hint::black_box;
+
+struct Config {
+    id: String,
+    mode: String,
+    every: u64,
+}
+
+thread_local! {
+    static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
+}
+
+fn get<'a>(config: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    config
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+struct Pack;
+
+impl Guest for Pack {
+    fn describe(config: Vec<(String, String)>) -> Result<PackInfo, PluginError> {
+        let id = get(&config, "id")
+            .ok_or_else(|| PluginError::BadConfig(String::from("id is required")))?
+            .to_string();
+        let version = get(&config, "version").unwrap_or("1.0.0").to_string();
+        let mode = get(&config, "mode").unwrap_or("none").to_string();
+        let every = get(&config, "every")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1u64)
+            .max(1);
+        let info = PackInfo {
+            id: id.clone(),
+            version,
+            achievements: vec![Achievement {
+                code: format!("{id}-x"),
+                name: String::from("X"),
+                description: String::from("fault test"),
+                category: String::from("test"),
+                tier: 1,
+                points: 1,
+                icon: String::new(),
+                hidden: false,
+                target: 1,
+            }],
+            subscriptions: vec![Subscription {
+                kinds: vec![EventKind::PlayerKill],
+                weapons: Vec::new(),
+                maps: Vec::new(),
+            }],
+        };
+        CONFIG.with(|c| *c.borrow_mut() = Some(Config { id, mode, every }));
+        Ok(info)
+    }
+
+    fn on_batch(batch: Batch) -> Result<Vec<Outcome>, PluginError> {
+        CONFIG.with(|c| {
+            let c = c.borrow();
+            let config = c
+                .as_ref()
+                .ok_or_else(|| PluginError::Internal(String::from("no describe")))?;
+            let mut out = Vec::new();
+            for (i, ev) in batch.events.iter().enumerate() {
+                let Some(actor) = &ev.actor else { continue };
+                if ev.id % config.every != 0 {
+                    if ev.id % 10 == 0 {
+                        out.push(Outcome::Unlock(Unlock {
+                            player: actor.player,
+                            code: format!("{}-x", config.id),
+                            event_id: ev.id,
+                        }));
+                    }
+                    continue;
+                }
+                log::emit(
+                    Level::Warn,
+                    &format!("misbehaving ({}) at event {}", config.mode, ev.id),
+                );
+                match config.mode.as_str() {
+                    "loop" => {
+                        let mut x = 0u64;
+                        loop {
+                            x = black_box(x.wrapping_add(1));
+                        }
+                    }
+                    "panic" => panic!("fault-pack panics at event {}", ev.id),
+                    "oom" => {
+                        let mut hog: Vec<Vec<u8>> = Vec::new();
+                        loop {
+                            hog.push(black_box(vec![1u8; 1 << 20]));
+                        }
+                    }
+                    "flood" => {
+                        for _ in 0..100_000 {
+                            out.push(Outcome::Unlock(Unlock {
+                                player: actor.player,
+                                code: format!("{}-x", config.id),
+                                event_id: ev.id,
+                            }));
+                        }
+                    }
+                    "state-flood" => {
+                        for n in 0..100_000u32 {
+                            state::put(
+                                i as u32,
+                                Scope::Lifetime,
+                                actor.player,
+                                &format!("k{n}"),
+                                1,
+                            );
+                        }
+                    }
+                    "error" => {
+                        return Err(PluginError::Internal(format!("refusing event {}", ev.id)));
+                    }
+                    "bad-code" => out.push(Outcome::Unlock(Unlock {
+                        player: actor.player,
+                        code: String::from("no-such-code"),
+                        event_id: ev.id,
+                    })),
+                    _ => {}
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+export!(Pack);
