@@ -15,4 +15,6 @@ pub struct ServeConfig {
     /// Directory of plugin components (`*.wasm`), watched for changes.
     #[arg(long, env = "OPM_PLUGINS", default_value = "plugins/dist")]
     pub plugins: PathBuf,
+    #[command(flatten)]
+    pub ingest: crate::ingest::IngestConfig,
 }

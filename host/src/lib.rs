@@ -4,8 +4,14 @@
 //! Modules, one per concept:
 //! * [`cli`]: the command line (`serve`, `plugin …`, …);
 //! * [`config`]: server settings from flags and environment;
-//! * [`server`]: the HTTP server and its routes.
+//! * [`server`]: the HTTP server and its routes;
+//! * [`ingest`]: HTTP/MQTT ingest, server identity, journal, queue and pipeline;
+//! * [`metrics`]: Prometheus metrics and `GET /metrics`;
+//! * [`loadgen`]: the synthetic game (`opm-stats loadgen`) and `import`.
 
 pub mod cli;
 pub mod config;
+pub mod ingest;
+pub mod loadgen;
+pub mod metrics;
 pub mod server;

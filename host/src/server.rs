@@ -14,15 +14,53 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Runs the server until Ctrl-C.
+/// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
+    let data_dir = config.data_dir.clone();
+    let ingest_config = config.ingest.clone();
+    // Opening replays the journal, which may block for a while.
+    let ingest = tokio::task::spawn_blocking(move || {
+        crate::ingest::Ingest::open(&data_dir, ingest_config, Vec::new(), None)
+    })
+    .await??;
+    if ingest.config().mqtt_url.is_some() {
+        let consumer = ingest.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::ingest::mqtt::run(consumer).await {
+                tracing::error!(error = %e, "MQTT consumer stopped");
+            }
+        });
+    }
+    let app = router()
+        .merge(crate::ingest::routes::router(ingest.clone()))
+        .layer(axum::middleware::from_fn(crate::metrics::track_requests));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(listen = %config.listen, "serving");
-    axum::serve(listener, router())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    tracing::info!(listen = %listener.local_addr()?, "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
+    let drained = tokio::task::spawn_blocking(move || {
+        let ok = ingest.drain(std::time::Duration::from_secs(30));
+        ingest.stop();
+        ok
+    })
+    .await?;
+    tracing::info!(drained, "stopped");
     Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

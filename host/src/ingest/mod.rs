@@ -1,0 +1,358 @@
+//! Ingest: from a game server's batch to durable, processed events.
+//!
+//! ```text
+//! HTTP / MQTT / import → decode (per event) → authenticate → admission
+//!   → journal (group-commit fsync, ids assigned) → acknowledge
+//!   → pipeline workers (sharded by server) → enrichers → tracker → packs → stores
+//!   → checkpoint
+//! ```
+//!
+//! * [`servers`]: registration, tokens, authentication;
+//! * [`journal`]: the write-ahead journal and its checkpoint;
+//! * [`queue`]: admission to the bounded queue (load shedding);
+//! * [`pipeline`]: workers, stage traits, checkpoint tracking;
+//! * [`event_log`]: the embedded JSONL event store;
+//! * [`routes`]: the HTTP endpoints; [`mqtt`]: the MQTT consumer.
+
+pub mod event_log;
+pub mod journal;
+pub mod mqtt;
+pub mod pipeline;
+pub mod queue;
+pub mod routes;
+pub mod servers;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opm_model::wire::{BodyError, DecodeContext, EventError, decode_body};
+use opm_model::{Event, Str};
+use thiserror::Error;
+
+use crate::metrics::metrics;
+use event_log::EventLog;
+use journal::{Appended, Durability, Journal, JournalConfig, JournalError, JournalHandle};
+use pipeline::{EventSink, Pipeline, PipelineConfig, PluginStage};
+use queue::Admission;
+use servers::{FileDirectory, RegistrationPolicy, ServerDirectory, Servers};
+
+/// Ingest settings (flattened into `serve` and `import`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestConfig {
+    /// When an accepted batch is acknowledged: after fsync (group commit),
+    /// after the write with an fsync every 100 ms, or without fsync.
+    #[arg(long, env = "OPM_DURABILITY", value_enum, default_value = "fsync")]
+    pub durability: Durability,
+    /// Events between the journal and the stores at most; above 90 % HTTP
+    /// ingest answers 429.
+    #[arg(long, env = "OPM_QUEUE_CAPACITY", default_value_t = 50_000)]
+    pub queue_capacity: usize,
+    /// Pipeline worker threads (default: one per core).
+    #[arg(long, env = "OPM_WORKERS")]
+    pub workers: Option<usize>,
+    /// Who may register: `open` (anyone, the quick start) or `approval`
+    /// (new servers wait for an admin).
+    #[arg(long, env = "OPM_REGISTRATION", value_enum, default_value = "open")]
+    pub registration: RegistrationPolicy,
+    /// Token for the admin routes (approve servers, rotate any token).
+    #[arg(long, env = "OPM_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// External MQTT broker to consume game events from, e.g.
+    /// mqtt://127.0.0.1:1883 (user:password@ allowed).
+    #[arg(long, env = "MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// Topic filter the game publishes to.
+    #[arg(long, env = "OPM_MQTT_TOPIC", default_value = "openmohaa/events/+")]
+    pub mqtt_topic: String,
+    /// MQTT client id; the broker keeps its session (and unacknowledged
+    /// messages) across restarts under this id.
+    #[arg(long, env = "OPM_MQTT_CLIENT_ID", default_value = "opm-stats-ingest")]
+    pub mqtt_client_id: String,
+}
+
+impl IngestConfig {
+    pub fn new() -> IngestConfig {
+        IngestConfig {
+            durability: Durability::Fsync,
+            queue_capacity: 50_000,
+            workers: None,
+            registration: RegistrationPolicy::Open,
+            admin_token: None,
+            mqtt_url: None,
+            mqtt_topic: "openmohaa/events/+".into(),
+            mqtt_client_id: "opm-stats-ingest".into(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig::new()
+    }
+}
+
+/// Why a batch was not accepted.
+#[derive(Debug, Error)]
+pub enum SubmitError {
+    #[error("ingest queue is full")]
+    Overloaded,
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// How to wait for queue room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Refuse at once above the shedding threshold (HTTP).
+    Shed,
+    /// Wait for room (MQTT, replay, import).
+    Wait,
+}
+
+/// The outcome of decoding one body.
+pub struct DecodedBatch {
+    pub events: Vec<Event>,
+    pub errors: Vec<(usize, EventError)>,
+}
+
+/// The ingest core shared by every transport.
+#[derive(Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    servers: Servers,
+    journal: JournalHandle,
+    pipeline: Arc<Pipeline>,
+    admission: Arc<Admission>,
+    event_log: PathBuf,
+    config: IngestConfig,
+}
+
+impl Ingest {
+    /// Opens the embedded stores under `data_dir`, replays the journal past
+    /// its checkpoint and starts the pipeline.
+    pub fn open(
+        data_dir: &Path,
+        config: IngestConfig,
+        mut sinks: Vec<Arc<dyn EventSink>>,
+        plugins: Option<Arc<dyn PluginStage>>,
+    ) -> anyhow::Result<Ingest> {
+        std::fs::create_dir_all(data_dir)?;
+        let directory: Arc<dyn ServerDirectory> =
+            Arc::new(FileDirectory::open(data_dir.join("servers.json"))?);
+        let servers = Servers::new(directory, config.registration, config.admin_token.clone());
+        let event_log = Arc::new(EventLog::open(data_dir.join("events"))?);
+        let event_log_path = event_log.path().to_path_buf();
+        sinks.insert(0, event_log);
+
+        let (journal, recovery) = Journal::open(JournalConfig::new(
+            data_dir.join("journal"),
+            config.durability,
+        ))?;
+        let admission = Arc::new(Admission::new(config.queue_capacity));
+        let mut pconfig = PipelineConfig::default();
+        if let Some(w) = config.workers {
+            pconfig.workers = w.max(1);
+        }
+        let interval = pconfig.checkpoint_interval;
+        let pipeline = Arc::new(Pipeline::start(
+            pconfig,
+            recovery.checkpoint,
+            admission.clone(),
+            sinks,
+            plugins,
+        ));
+        let replayed: usize = recovery.replay.iter().map(|r| r.events.len()).sum();
+        if replayed > 0 {
+            tracing::info!(
+                events = replayed,
+                checkpoint = recovery.checkpoint,
+                "replaying journal past the checkpoint"
+            );
+        }
+        for record in recovery.replay {
+            admission.reserve_blocking(record.events.len());
+            pipeline.dispatch(record);
+        }
+        let p = pipeline.clone();
+        let journal = journal.start(Box::new(move |record| p.dispatch(record)));
+        pipeline.spawn_checkpointer(journal.clone(), interval);
+        Ok(Ingest {
+            inner: Arc::new(Inner {
+                servers,
+                journal,
+                pipeline,
+                admission,
+                event_log: event_log_path,
+                config,
+            }),
+        })
+    }
+
+    pub fn servers(&self) -> &Servers {
+        &self.inner.servers
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.inner.config
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.inner.admission
+    }
+
+    /// Path of the embedded event log.
+    pub fn event_log_path(&self) -> &Path {
+        &self.inner.event_log
+    }
+
+    /// Decodes a body for an authenticated server.
+    pub fn decode(&self, server_id: &str, body: &[u8]) -> Result<DecodedBatch, BodyError> {
+        let ctx = DecodeContext {
+            server_id: Str::from(server_id),
+            received_ms: now_ms(),
+        };
+        let decoded = decode_body(body, &ctx)?;
+        if !decoded.errors.is_empty() {
+            metrics()
+                .rejected
+                .with_label_values(&["invalid_event"])
+                .inc_by(decoded.errors.len() as u64);
+        }
+        Ok(DecodedBatch {
+            events: decoded.events,
+            errors: decoded.errors,
+        })
+    }
+
+    /// Journals a batch of one server and hands it to the pipeline.
+    /// Resolves when the batch is durable: then it may be acknowledged.
+    pub async fn submit(
+        &self,
+        server_id: &str,
+        events: Vec<Event>,
+        admit: Admit,
+    ) -> Result<Option<Appended>, SubmitError> {
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let n = events.len();
+        match admit {
+            Admit::Shed => {
+                if !self.inner.admission.try_reserve(n) {
+                    metrics().load_shed.inc_by(n as u64);
+                    metrics()
+                        .rejected
+                        .with_label_values(&["load_shed"])
+                        .inc_by(n as u64);
+                    return Err(SubmitError::Overloaded);
+                }
+            }
+            Admit::Wait => self.inner.admission.reserve(n).await,
+        }
+        let counts = kind_counts(&events);
+        match self
+            .inner
+            .journal
+            .append(Str::from(server_id), events)
+            .await
+        {
+            Ok(appended) => {
+                record_ingested(&counts);
+                Ok(Some(appended))
+            }
+            Err(e) => {
+                self.inner.admission.release(n);
+                metrics()
+                    .rejected
+                    .with_label_values(&["journal"])
+                    .inc_by(n as u64);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Blocking variant of [`Ingest::submit`] with [`Admit::Wait`].
+    pub fn submit_blocking(
+        &self,
+        server_id: &str,
+        events: Vec<Event>,
+    ) -> Result<Option<Appended>, SubmitError> {
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let n = events.len();
+        self.inner.admission.reserve_blocking(n);
+        let counts = kind_counts(&events);
+        match self
+            .inner
+            .journal
+            .append_blocking(Str::from(server_id), events)
+        {
+            Ok(a) => {
+                record_ingested(&counts);
+                Ok(Some(a))
+            }
+            Err(e) => {
+                self.inner.admission.release(n);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Ready: the journal takes writes and every store is ready.
+    pub fn ready(&self) -> bool {
+        self.inner.journal.healthy() && self.inner.pipeline.ready()
+    }
+
+    /// The persisted checkpoint (sequence).
+    pub fn checkpoint(&self) -> u64 {
+        self.inner.journal.checkpoint()
+    }
+
+    /// Waits until everything accepted so far is through the pipeline and
+    /// checkpointed, or the timeout passes; returns whether it drained.
+    pub fn drain(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.inner.admission.depth() == 0 {
+                match self.inner.pipeline.checkpoint(&self.inner.journal) {
+                    Ok(_) => return true,
+                    Err(e) => tracing::warn!(error = %e, "final checkpoint failed"),
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the checkpointer (after a final [`Ingest::drain`]).
+    pub fn stop(&self) {
+        self.inner.pipeline.stop();
+    }
+}
+
+fn kind_counts(events: &[Event]) -> Vec<(opm_model::EventKind, u64)> {
+    let mut v = Vec::new();
+    pipeline::count_by_kind(events, |k, n| v.push((k, n)));
+    v
+}
+
+fn record_ingested(counts: &[(opm_model::EventKind, u64)]) {
+    let m = metrics();
+    for (k, n) in counts {
+        m.ingested.with_label_values(&[k.as_str()]).inc_by(*n);
+    }
+}
+
+/// Wall-clock ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,186 @@
+//! MQTT consumer: the game's default transport (contract §1.1).
+//!
+//! Subscribes to `openmohaa/events/+` on an external broker with QoS 1,
+//! manual acknowledgements and a persistent session, so a message is
+//! acknowledged to the broker only after its batch is in the journal, and
+//! anything unacknowledged when we stop is redelivered when we return. The
+//! topic's last level is the server id; it must be a registered, active
+//! server (the broker's credentials authenticate the publisher), otherwise
+//! the message is dropped and counted.
+//!
+//! Backpressure: at most [`MAX_IN_FLIGHT`] messages are being handled at
+//! once, and a message waits for queue room instead of being shed; while
+//! they wait the event loop is not polled, so the broker holds the rest.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::Semaphore;
+
+use crate::ingest::{Admit, Ingest};
+use crate::metrics::metrics;
+
+/// Messages handled concurrently at most.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Broker address parsed from `mqtt://[user:pass@]host[:port]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+}
+
+pub fn parse_url(url: &str) -> Result<BrokerUrl, String> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(|| format!("unsupported MQTT URL {url:?} (expected mqtt://host:port)"))?;
+    let rest = rest.split(['/', '?']).next().unwrap_or("");
+    let (creds, hostport) = match rest.rsplit_once('@') {
+        Some((c, h)) => (Some(c), h),
+        None => (None, rest),
+    };
+    let credentials = creds.map(|c| match c.split_once(':') {
+        Some((u, p)) => (u.to_string(), p.to_string()),
+        None => (c.to_string(), String::new()),
+    });
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse().map_err(|_| format!("bad MQTT port in {url:?}"))?,
+        ),
+        None => (hostport.to_string(), 1883),
+    };
+    if host.is_empty() {
+        return Err(format!("no host in MQTT URL {url:?}"));
+    }
+    Ok(BrokerUrl {
+        host,
+        port,
+        credentials,
+    })
+}
+
+/// The server id in `openmohaa/events/<id>`.
+pub fn server_id_of(topic: &str) -> Option<&str> {
+    let id = topic.rsplit('/').next()?;
+    (!id.is_empty() && id != "unknown").then_some(id)
+}
+
+/// Runs the consumer until the process ends; reconnects on its own.
+pub async fn run(ingest: Ingest) -> anyhow::Result<()> {
+    let config = ingest.config().clone();
+    let url = config
+        .mqtt_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no MQTT URL"))?;
+    let broker = parse_url(&url).map_err(anyhow::Error::msg)?;
+    let mut options = MqttOptions::new(
+        config.mqtt_client_id.clone(),
+        broker.host.clone(),
+        broker.port,
+    );
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_manual_acks(true);
+    options.set_clean_session(false);
+    options.set_max_packet_size(2 << 20, 2 << 20);
+    if let Some((u, p)) = &broker.credentials {
+        options.set_credentials(u.clone(), p.clone());
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    tracing::info!(host = %broker.host, port = broker.port, topic = %config.mqtt_topic, "MQTT consumer starting");
+    loop {
+        match eventloop.poll().await {
+            Ok(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+                tracing::info!(session_present = ack.session_present, "MQTT connected");
+                // Subscribing again on a kept session is harmless, and it
+                // covers a broker that lost the session.
+                client
+                    .subscribe(config.mqtt_topic.clone(), QoS::AtLeastOnce)
+                    .await?;
+            }
+            Ok(MqttEvent::Incoming(Packet::Publish(publish))) => {
+                let permit = permits.clone().acquire_owned().await?;
+                let ingest = ingest.clone();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    if handle(&ingest, &publish).await {
+                        let _ = client.ack(&publish).await;
+                    }
+                    drop(permit);
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Ingests one message; true when it may be acknowledged (ingested, or
+/// dropped for good).
+async fn handle(ingest: &Ingest, publish: &Publish) -> bool {
+    let m = metrics();
+    let Some(server_id) = server_id_of(&publish.topic) else {
+        m.mqtt_dropped.with_label_values(&["no_server_id"]).inc();
+        return true;
+    };
+    let servers = ingest.servers().clone();
+    let id = server_id.to_string();
+    let active = tokio::task::spawn_blocking(move || servers.is_active(&id)).await;
+    match active {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            m.mqtt_dropped.with_label_values(&["unknown_server"]).inc();
+            tracing::debug!(topic = %publish.topic, "MQTT message for an unknown or inactive server dropped");
+            return true;
+        }
+        // The directory is unavailable: leave it unacknowledged.
+        _ => return false,
+    }
+    let decoded = match ingest.decode(server_id, &publish.payload) {
+        Ok(d) => d,
+        Err(e) => {
+            m.mqtt_dropped.with_label_values(&["invalid_body"]).inc();
+            tracing::debug!(error = %e, "undecodable MQTT payload dropped");
+            return true;
+        }
+    };
+    match ingest.submit(server_id, decoded.events, Admit::Wait).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "MQTT batch not journaled; left unacknowledged");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_topics() {
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1883").unwrap(),
+            BrokerUrl {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                credentials: None
+            }
+        );
+        let u = parse_url("mqtt://u:p@broker").unwrap();
+        assert_eq!(
+            (u.port, u.credentials),
+            (1883, Some(("u".into(), "p".into())))
+        );
+        assert!(parse_url("http://x").is_err());
+        assert_eq!(server_id_of("openmohaa/events/abc"), Some("abc"));
+        assert_eq!(server_id_of("openmohaa/events/unknown"), None);
+    }
+}

@@ -1,0 +1,368 @@
+//! The pipeline behind the journal: sharded workers on blocking threads,
+//! the stages they run, and the checkpoint.
+//!
+//! A journaled record goes to the worker its server hashes to, so one
+//! server's events (and so one match) are processed in journal order by
+//! one thread. A worker drains what is waiting into one batch and runs:
+//! enrichment plugins → game-state tracker (which may add synthetic
+//! lifecycle events) → achievement packs → the stores. When the stores
+//! accepted the batch its records are marked done; the checkpointer
+//! flushes the stores (making what they accepted durable) and then moves
+//! the journal checkpoint to the highest sequence below which everything
+//! is done.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use opm_model::plugin::Outcome;
+use opm_model::tracker::Tracker;
+use opm_model::{Event, EventKind, Str};
+use parking_lot::Mutex;
+use thiserror::Error;
+
+use crate::ingest::journal::{JournalHandle, Record};
+use crate::ingest::queue::Admission;
+use crate::metrics::metrics;
+
+#[derive(Debug, Error)]
+pub enum SinkError {
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A store the pipeline hands event batches and outcomes to.
+///
+/// `write` may buffer; `flush` makes everything written before it durable.
+/// Writes must be idempotent on event id: after a crash the journal
+/// replays events past the checkpoint, some of which the store may have.
+pub trait EventSink: Send + Sync {
+    fn name(&self) -> &str;
+    fn write(&self, events: &[Event], outcomes: &[Outcome]) -> Result<(), SinkError>;
+    fn flush(&self) -> Result<(), SinkError>;
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// The plugin stages (the Wasm runtime): enrichers, then achievement packs.
+/// Called from worker threads; `worker` selects the instance set.
+pub trait PluginStage: Send + Sync {
+    /// Enrichment plugins: add derived fields, before the tracker.
+    fn enrich(&self, worker: usize, events: &mut Vec<Event>);
+    /// Achievement packs; their state and outcomes are committed before
+    /// this returns.
+    fn evaluate(&self, worker: usize, events: &[Event]) -> Vec<Outcome>;
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// A batch on its way to a worker.
+struct Work {
+    first_seq: u64,
+    server: Str,
+    events: Vec<Event>,
+}
+
+/// Which journal records are done, to find the checkpoint.
+pub struct Progress {
+    /// first sequence → (last sequence, done).
+    open: Mutex<BTreeMap<u64, (u64, bool)>>,
+    done: AtomicU64,
+}
+
+impl Progress {
+    pub fn new(checkpoint: u64) -> Progress {
+        Progress {
+            open: Mutex::new(BTreeMap::new()),
+            done: AtomicU64::new(checkpoint),
+        }
+    }
+
+    /// Registers a record; records arrive in sequence order.
+    pub fn register(&self, first: u64, last: u64) {
+        self.open.lock().insert(first, (last, false));
+    }
+
+    pub fn complete(&self, first: u64) {
+        let mut open = self.open.lock();
+        if let Some(entry) = open.get_mut(&first) {
+            entry.1 = true;
+        }
+        let mut done = self.done.load(Ordering::Acquire);
+        while let Some(entry) = open.first_entry() {
+            if !entry.get().1 {
+                break;
+            }
+            done = entry.get().0;
+            entry.remove();
+        }
+        self.done.store(done, Ordering::Release);
+    }
+
+    /// Every sequence up to this one has been through every stage.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Acquire)
+    }
+}
+
+pub struct PipelineConfig {
+    pub workers: usize,
+    /// Events a worker gathers into one batch at most.
+    pub max_batch: usize,
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, 8),
+            max_batch: 2_000,
+            checkpoint_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The running workers.
+pub struct Pipeline {
+    senders: Vec<Sender<Work>>,
+    progress: Arc<Progress>,
+    admission: Arc<Admission>,
+    sinks: Arc<Vec<Arc<dyn EventSink>>>,
+    plugins: Option<Arc<dyn PluginStage>>,
+    stop: Arc<AtomicBool>,
+}
+
+fn shard(server: &str, n: usize) -> usize {
+    // SipHash with fixed keys: the same server maps to the same worker in
+    // every run, which keeps replays in the same order.
+    let mut h = std::hash::DefaultHasher::new();
+    server.hash(&mut h);
+    (h.finish() % n as u64) as usize
+}
+
+impl Pipeline {
+    pub fn start(
+        config: PipelineConfig,
+        checkpoint: u64,
+        admission: Arc<Admission>,
+        sinks: Vec<Arc<dyn EventSink>>,
+        plugins: Option<Arc<dyn PluginStage>>,
+    ) -> Pipeline {
+        let progress = Arc::new(Progress::new(checkpoint));
+        let sinks = Arc::new(sinks);
+        let mut senders = Vec::new();
+        for index in 0..config.workers.max(1) {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            senders.push(tx);
+            let worker = Worker {
+                index,
+                rx,
+                progress: progress.clone(),
+                admission: admission.clone(),
+                sinks: sinks.clone(),
+                plugins: plugins.clone(),
+                trackers: HashMap::new(),
+                max_batch: config.max_batch,
+            };
+            std::thread::Builder::new()
+                .name(format!("opm-worker-{index}"))
+                .spawn(move || worker.run())
+                .expect("spawn pipeline worker");
+        }
+        Pipeline {
+            senders,
+            progress,
+            admission,
+            sinks,
+            plugins,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Hands a durable record to its worker. Its queue slots must have been
+    /// reserved by whoever submitted it.
+    pub fn dispatch(&self, record: Record) {
+        self.progress.register(record.first_seq, record.last_seq);
+        let index = shard(&record.server, self.senders.len());
+        let work = Work {
+            first_seq: record.first_seq,
+            server: record.server,
+            events: record.events,
+        };
+        if self.senders[index].send(work).is_err() {
+            tracing::error!(worker = index, "pipeline worker is gone");
+        }
+    }
+
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// True when every store and the plugin stage can take work.
+    pub fn ready(&self) -> bool {
+        self.sinks.iter().all(|s| s.ready()) && self.plugins.as_ref().is_none_or(|p| p.ready())
+    }
+
+    /// Flushes the stores and advances the journal checkpoint; returns the
+    /// new checkpoint.
+    pub fn checkpoint(&self, journal: &JournalHandle) -> Result<u64, String> {
+        let done = self.progress.done();
+        if done <= journal.checkpoint() {
+            return Ok(journal.checkpoint());
+        }
+        for sink in self.sinks.iter() {
+            sink.flush().map_err(|e| format!("{}: {e}", sink.name()))?;
+        }
+        journal.set_checkpoint(done).map_err(|e| e.to_string())?;
+        Ok(done)
+    }
+
+    /// Runs the checkpointer on its own thread until [`Pipeline::stop`].
+    pub fn spawn_checkpointer(self: &Arc<Self>, journal: JournalHandle, interval: Duration) {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("opm-checkpoint".into())
+            .spawn(move || {
+                while !me.stop.load(Ordering::Acquire) {
+                    std::thread::sleep(interval);
+                    if let Err(e) = me.checkpoint(&journal) {
+                        tracing::warn!(error = %e, "checkpoint postponed");
+                    }
+                }
+            })
+            .expect("spawn checkpointer");
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+struct Worker {
+    index: usize,
+    rx: Receiver<Work>,
+    progress: Arc<Progress>,
+    admission: Arc<Admission>,
+    sinks: Arc<Vec<Arc<dyn EventSink>>>,
+    plugins: Option<Arc<dyn PluginStage>>,
+    trackers: HashMap<Str, Tracker>,
+    max_batch: usize,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut items: Vec<Work> = Vec::new();
+        let mut out: Vec<Event> = Vec::new();
+        while let Ok(first) = self.rx.recv() {
+            let mut total = first.events.len();
+            items.push(first);
+            while total < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(w) => {
+                        total += w.events.len();
+                        items.push(w);
+                    }
+                    Err(_) => break,
+                }
+            }
+            out.clear();
+            let mut done = Vec::with_capacity(items.len());
+            for mut item in items.drain(..) {
+                let count = item.events.len();
+                let mut events = std::mem::take(&mut item.events);
+                if let Some(p) = &self.plugins {
+                    p.enrich(self.index, &mut events);
+                }
+                let tracker = self.trackers.entry(item.server.clone()).or_default();
+                for ev in events {
+                    tracker.process(ev, &mut out);
+                }
+                done.push((item.first_seq, count));
+            }
+            let outcomes = match &self.plugins {
+                Some(p) => p.evaluate(self.index, &out),
+                None => Vec::new(),
+            };
+            self.store(&out, &outcomes);
+            count_processed(&out);
+            for (first_seq, count) in done {
+                self.progress.complete(first_seq);
+                self.admission.release(count);
+            }
+        }
+    }
+
+    /// Hands the batch to every store, retrying until each took it: these
+    /// events are acknowledged, dropping them is not an option.
+    fn store(&self, events: &[Event], outcomes: &[Outcome]) {
+        let started = Instant::now();
+        for sink in self.sinks.iter() {
+            let mut wait = Duration::from_millis(10);
+            loop {
+                match sink.write(events, outcomes) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(sink = sink.name(), error = %e, retry_in = ?wait, "store write failed");
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        metrics()
+            .sink_write_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Counts per kind without a label lookup per event. Unknown types are
+/// counted as `other` so clients cannot blow up label cardinality.
+pub fn count_by_kind(events: &[Event], mut f: impl FnMut(EventKind, u64)) {
+    let mut counts = [0u64; 256];
+    for e in events {
+        counts[e.kind as usize] += 1;
+    }
+    for kind in EventKind::ALL {
+        let n = counts[*kind as usize];
+        if n > 0 {
+            f(*kind, n);
+        }
+    }
+}
+
+fn count_processed(events: &[Event]) {
+    let m = metrics();
+    count_by_kind(events, |k, n| {
+        m.processed.with_label_values(&[k.as_str()]).inc_by(n)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_advances_only_over_a_done_prefix() {
+        let p = Progress::new(10);
+        p.register(11, 15);
+        p.register(16, 20);
+        p.register(21, 21);
+        p.complete(16);
+        assert_eq!(p.done(), 10);
+        p.complete(11);
+        assert_eq!(p.done(), 20);
+        p.complete(21);
+        assert_eq!(p.done(), 21);
+    }
+}
