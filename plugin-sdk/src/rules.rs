@@ -212,12 +212,14 @@ impl Ctx<'_> {
     }
 
     /// Records one `stat` at the event's time in a sliding window and
-    /// unlocks every [`Rule::Window`] of `table` on that stat whose count
-    /// within its window reaches exactly its `n` (so a run of six kills
-    /// awards each of 2, 3, 4 and 5 once). Times are kept in a lifetime
-    /// blob, pruned to the longest window. Returns the count within the
-    /// longest window. Assumes event time does not run backwards for a
-    /// player, which the host's tracker guarantees.
+    /// unlocks every [`Rule::Window`] of `table` on that stat whose run
+    /// reaches its `n`: the count within the window of this event is at
+    /// least `n` and the count within the window of the player's previous
+    /// one was below it. So five kills in three seconds award 2, 3, 4 and 5
+    /// once each, and a sixth does not award 5 again. Times are kept in a
+    /// lifetime blob, pruned to the longest window. Returns the count
+    /// within the longest window. Assumes event time does not run
+    /// backwards for a player, which the host's tracker guarantees.
     pub fn window(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, table: &[Achievement]) -> u32 {
         let player = player.player();
         let windows: Vec<(&str, u32, i64)> = table
@@ -232,10 +234,15 @@ impl Ctx<'_> {
         let t = ev.time_ms();
         let mut state = self.lifetime(ev, player);
         let mut times = Timestamps::decode(&state.blob(&key));
+        let previous = times.as_slice().last().copied();
+        let before: Vec<u32> = windows
+            .iter()
+            .map(|w| previous.map_or(0, |p| times.count_within(p, w.2)))
+            .collect();
         times.push(t, keep);
         state.put_blob(&key, &times.encode());
-        for (code, n, window_ms) in windows {
-            if times.count_within(t, window_ms) == n {
+        for ((code, n, window_ms), before) in windows.into_iter().zip(before) {
+            if before < n && n <= times.count_within(t, window_ms) {
                 self.unlock(player, code, ev);
             }
         }
@@ -261,6 +268,55 @@ impl Ctx<'_> {
     }
 }
 
+/// How a player's match ended, from the host's `match_outcome` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchResult {
+    Win,
+    Loss,
+    Draw,
+}
+
+impl MatchResult {
+    /// The result a `match_outcome` event reports for its actor.
+    pub fn of(ev: &Event<'_>) -> Option<MatchResult> {
+        if ev.kind() != crate::EventKind::MatchOutcome {
+            return None;
+        }
+        match ev.extra("outcome")? {
+            "win" => Some(MatchResult::Win),
+            "loss" => Some(MatchResult::Loss),
+            "draw" => Some(MatchResult::Draw),
+            _ => None,
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// Adds to the player's counter `stat` in the event's match.
+    pub fn count_in_match(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, delta: i64) -> i64 {
+        self.per_match(ev, player).add(stat, delta)
+    }
+
+    /// On a `match_outcome` event (the host emits one per player whenever
+    /// a match ends, explicitly or not), evaluates every [`Rule::PerMatch`]
+    /// of `table` against the actor's counters of that match and unlocks
+    /// the ones met. Returns the player's result; `None` for other events.
+    /// Subscribe to [`EventKind::MatchOutcome`](crate::EventKind::MatchOutcome) to use it.
+    pub fn finish_match(&mut self, ev: &Event<'_>, table: &[Achievement]) -> Option<MatchResult> {
+        let result = MatchResult::of(ev)?;
+        let player = ev.actor()?.player();
+        for a in table {
+            if let Rule::PerMatch { stat, min, max } = a.rule {
+                let value = self.per_match(ev, player).get(stat);
+                if (min..=max).contains(&value) {
+                    self.unlock(player, a.code, ev);
+                }
+            }
+        }
+        Some(result)
+    }
+}
+
 /// Which instance an [`Aggregate`] follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Per {
@@ -268,16 +324,18 @@ pub enum Per {
     Round,
 }
 
-/// A per-match (or per-round) aggregate of a player: a few counters that
-/// are evaluated once, when the player's match is over.
+/// A per-round (or per-match) aggregate of a player: a few counters that
+/// are evaluated once, when the player's round is over.
 ///
-/// The contract gives state calls a player only through an event, and the
-/// game's `match_end` carries no players, so an aggregate is closed per
-/// player: explicitly by [`Aggregate::close`] on an end-of-match event that
-/// names the player (`match_outcome`, `disconnect`, …), or implicitly by
-/// the player's first event in a later match, which hands back the closed
-/// aggregate to evaluate. The counters live in one lifetime blob tagged
-/// with the match (or round) they belong to.
+/// For matches prefer [`Ctx::count_in_match`] and [`Ctx::finish_match`]:
+/// the host ends every match with a `match_outcome` per player. Rounds
+/// have no per-player end event (`round_end` names no players, and state
+/// calls reach a player only through an event of the batch), so a round
+/// aggregate is closed per player: explicitly by [`Aggregate::close`] on
+/// an event that names the player, or implicitly by the player's first
+/// event in a later round, which hands back the closed aggregate to
+/// evaluate. The counters live in one lifetime blob tagged with the round
+/// (or match) they belong to.
 #[derive(Debug, Clone, Copy)]
 pub struct Aggregate {
     pub key: &'static str,

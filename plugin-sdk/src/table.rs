@@ -33,6 +33,11 @@ pub enum Rule {
     /// `n` distinct members of the lifetime set `set`. Evaluated by
     /// [`Ctx::distinct`](crate::Ctx::distinct).
     Distinct { set: &'static str, n: u32 },
+    /// When the player's match ends, their match-scope counter `stat` lies
+    /// in `min..=max`. Counted with [`Ctx::count_in_match`](crate::Ctx::count_in_match),
+    /// evaluated by [`Ctx::finish_match`](crate::Ctx::finish_match) on the
+    /// player's `match_outcome`.
+    PerMatch { stat: &'static str, min: i64, max: i64 },
     /// The pack awards it itself; `target` is what progress counts to.
     Custom { target: u64 },
 }
@@ -105,7 +110,7 @@ impl Achievement {
             Rule::Milestone { threshold, .. } => threshold,
             Rule::Distinct { n, .. } => n as u64,
             Rule::Custom { target } => target,
-            Rule::Streak { .. } | Rule::Window { .. } => 1,
+            Rule::Streak { .. } | Rule::Window { .. } | Rule::PerMatch { .. } => 1,
         }
     }
 

@@ -19,11 +19,11 @@ mod store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use opm_model::plugin::OutcomeKind;
-use opm_model::tracker::Tracker;
+use opm_model::tracker::{SYNTHETIC_ID_BITS, Tracker};
 use opm_model::wire::{DecodeContext, decode_body};
 use thiserror::Error;
 
+pub use opm_model::plugin::OutcomeKind;
 pub use golden::{GoldenOutcome, check_golden, golden_dir, read_expected, write_expected};
 pub use store::{StateKey, StateValue};
 
@@ -65,8 +65,11 @@ pub enum HarnessError {
 }
 
 /// Decodes a JSONL fixture (one game wire object per line; empty lines and
-/// lines starting with `#` are skipped), runs the tracker over it and
-/// assigns ids 1, 2, 3… in order.
+/// lines starting with `#` are skipped) and runs the host's tracker over
+/// it, as the ingest pipeline does: the n-th decoded event gets the id
+/// `n << SYNTHETIC_ID_BITS` (n × 1024, the journal's numbering) and the
+/// synthetic lifecycle events the tracker emits (`round_end`, `match_end`,
+/// one `match_outcome` per player) take their ids around it.
 pub fn prepare(jsonl: &str) -> Result<Vec<opm_model::Event>, HarnessError> {
     let ctx = DecodeContext {
         server_id: Arc::from(SERVER_ID),
@@ -74,6 +77,7 @@ pub fn prepare(jsonl: &str) -> Result<Vec<opm_model::Event>, HarnessError> {
     };
     let mut tracker = Tracker::new();
     let mut events = Vec::new();
+    let mut seq = 0u64;
     for (n, line) in jsonl.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -90,12 +94,17 @@ pub fn prepare(jsonl: &str) -> Result<Vec<opm_model::Event>, HarnessError> {
             });
         }
         for mut ev in decoded.events {
-            tracker.observe(&mut ev);
-            ev.id = events.len() as u64 + 1;
-            events.push(ev);
+            seq += 1;
+            ev.id = event_id(seq);
+            tracker.process(ev, &mut events);
         }
     }
     Ok(events)
+}
+
+/// The id of the n-th event of a fixture (from 1): `n << 10`.
+pub fn event_id(n: u64) -> u64 {
+    n << SYNTHETIC_ID_BITS
 }
 
 /// How the delivered events are cut into batches.
@@ -212,9 +221,7 @@ impl<P: Pack> Harness<P> {
     pub fn run(&mut self, events: &[opm_model::Event], split: &Split) -> Result<Vec<GoldenOutcome>, HarnessError> {
         let mut lives = LifeIndex::default();
         for ev in events {
-            for p in [&ev.actor, &ev.target].into_iter().flatten() {
-                lives.record(&p.guid, ev.id, p.life);
-            }
+            lives.observe(ev);
         }
         let delivered: Vec<&opm_model::Event> = events
             .iter()
@@ -417,10 +424,16 @@ mod tests {
     #[test]
     fn prepare_assigns_ids_and_tracks_lives() {
         let events = prepare(
-            "# a comment\n{\"type\":\"player_spawn\",\"player_guid\":\"1\",\"timestamp\":\"1\"}\n\n{\"type\":\"player_kill\",\"attacker_guid\":\"1\",\"victim_guid\":\"2\",\"timestamp\":\"2.5\"}\n",
+            "# a comment\n{\"type\":\"player_spawn\",\"player_guid\":\"1\",\"timestamp\":\"1\"}\n\n{\"type\":\"player_kill\",\"attacker_guid\":\"1\",\"victim_guid\":\"2\",\"timestamp\":\"2.5\"}\n{\"type\":\"match_end\",\"timestamp\":\"3\"}\n",
         )
         .unwrap();
-        assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2]);
+        let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+        // Three real events; after the match end the tracker closes the
+        // round and reports one outcome per player.
+        assert_eq!(ids[..3], [1024, 2048, 3072]);
+        assert_eq!(ids[3..], [3073, 3074, 3075]);
+        assert_eq!(events[3].kind, opm_model::EventKind::RoundEnd);
+        assert!(events[4..].iter().all(|e| e.kind == opm_model::EventKind::MatchOutcome));
         assert_eq!(events[1].actor.as_ref().unwrap().life, 1);
         assert_eq!(events[1].time_ms - events[0].time_ms, 1500);
         assert_eq!(events[0].time_ms, RECEIVED_MS);
@@ -431,13 +444,21 @@ mod tests {
     }
 
     #[test]
-    fn life_index_answers_for_players_outside_the_event() {
+    fn life_index_follows_the_host_rule() {
+        let events = prepare(
+            "{\"type\":\"player_kill\",\"attacker_guid\":\"a\",\"victim_guid\":\"b\",\"timestamp\":\"1\"}\n{\"type\":\"jump\",\"player_guid\":\"a\",\"timestamp\":\"2\"}\n",
+        )
+        .unwrap();
         let mut idx = LifeIndex::default();
-        idx.record("a", 2, 1);
-        idx.record("a", 5, 2);
-        assert_eq!(idx.at("a", 1), 0);
-        assert_eq!(idx.at("a", 4), 1);
-        assert_eq!(idx.at("a", 5), 2);
-        assert_eq!(idx.at("b", 9), 0);
+        for e in &events {
+            idx.observe(e);
+        }
+        let s = &*events[0].session;
+        // b died at the first event: from then on b is in the next life.
+        assert_eq!(idx.at("b", s, event_id(1)), 1);
+        assert_eq!(idx.at("b", s, event_id(2)), 2);
+        assert_eq!(idx.at("a", s, event_id(2)), 1);
+        assert_eq!(idx.at("c", s, event_id(2)), 1);
+        assert_eq!(idx.at("b", "other-session", event_id(2)), 1);
     }
 }

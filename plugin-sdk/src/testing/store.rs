@@ -36,27 +36,47 @@ impl StateValue {
     }
 }
 
-/// For each player GUID, the life number the tracker gave them at each
-/// event (by id), so a state call about a player who is not in the event
-/// still finds the life they were in at that moment.
+/// Every appearance of every player, so a state call about a player who
+/// is not in the event it names finds the life they are in at that moment,
+/// by the host's rule: their latest appearance earlier in the same session
+/// gives the life, or the next one when that appearance ended it; a player
+/// not seen yet in the session is in life 1.
 #[derive(Debug, Default)]
 pub(crate) struct LifeIndex {
-    lives: HashMap<String, Vec<(u64, u32)>>,
+    /// Per GUID, in event order: (event id, session, life, life ended).
+    lives: HashMap<String, Vec<(u64, String, u32, bool)>>,
 }
 
 impl LifeIndex {
-    pub(crate) fn record(&mut self, guid: &str, event_id: u64, life: u32) {
-        self.lives.entry(guid.to_string()).or_default().push((event_id, life));
+    /// Records one event's participants; call in event order.
+    pub(crate) fn observe(&mut self, ev: &opm_model::Event) {
+        let actor_dies = ev.kind == opm_model::EventKind::PlayerSuicide
+            || (ev.kind == opm_model::EventKind::Death && ev.target.is_none());
+        // The target goes last: when a player is both, the target's view
+        // (a suicide by `player_kill`) is the one that counts.
+        let parts = [(&ev.actor, actor_dies), (&ev.target, ev.kind.ends_life())];
+        for (p, ends) in parts {
+            if let Some(p) = p {
+                self.lives
+                    .entry(p.guid.to_string())
+                    .or_default()
+                    .push((ev.id, ev.session.to_string(), p.life, ends));
+            }
+        }
     }
 
-    /// The life of `guid` as of `event_id`: the latest recorded at or
-    /// before it, 0 for a player not seen yet.
-    pub(crate) fn at(&self, guid: &str, event_id: u64) -> u32 {
+    /// The life of `guid` at event `event_id` of `session`, for a call
+    /// about a player who does not take part in that event.
+    pub(crate) fn at(&self, guid: &str, session: &str, event_id: u64) -> u32 {
         let Some(list) = self.lives.get(guid) else {
-            return 0;
+            return 1;
         };
-        let idx = list.partition_point(|(id, _)| *id <= event_id);
-        if idx == 0 { 0 } else { list[idx - 1].1 }
+        let before = list.partition_point(|(id, ..)| *id < event_id);
+        list[..before]
+            .iter()
+            .rev()
+            .find(|(_, s, ..)| s == session)
+            .map_or(1, |(_, _, life, ended)| if *ended { life + 1 } else { *life })
     }
 }
 
@@ -127,7 +147,7 @@ impl<'a> Txn<'a> {
                     .flatten()
                     .find(|p| p.player().index() == player)
                     .map(|p| p.life());
-                let life = in_event.unwrap_or_else(|| self.lives.at(&guid, ev.id()));
+                let life = in_event.unwrap_or_else(|| self.lives.at(&guid, ev.session(), ev.id()));
                 format!("{}#{}", ev.session(), life)
             }
         };
