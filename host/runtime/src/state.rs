@@ -72,15 +72,19 @@ impl Committed {
         }
     }
 
-    /// Instances the ended lifecycle spans cover, among those holding state.
-    fn ended_instances(&self, ended: &[Ended]) -> Vec<(Scope, Str)> {
+    /// Committed keys the ended lifecycle spans cover.
+    fn ended_keys(&self, ended: &[Ended]) -> Vec<(Scope, Str, Str, Str)> {
         let mut out = Vec::new();
-        for (scope, inst) in self.inst.keys() {
-            if ended.iter().any(|e| e.covers(*scope, inst)) {
-                out.push((*scope, inst.clone()));
+        for ((scope, inst), slot) in &self.inst {
+            if !ended.iter().any(|e| e.covers_instance(*scope, inst)) {
+                continue;
+            }
+            for (player, key) in slot.keys() {
+                if ended.iter().any(|e| e.covers(*scope, inst, player)) {
+                    out.push((*scope, inst.clone(), player.clone(), key.clone()));
+                }
             }
         }
-        out.sort();
         out
     }
 
@@ -389,21 +393,22 @@ impl Txn {
         }
         if !ended.is_empty() {
             for (k, v) in out.iter_mut() {
-                if ended.iter().any(|e| e.covers(k.scope, &k.instance)) {
+                if ended
+                    .iter()
+                    .any(|e| e.covers(k.scope, &k.instance, &k.player))
+                {
                     *v = None;
                 }
             }
-            for (scope, inst) in c.ended_instances(ended) {
-                for (player, key) in c.inst[&(scope, inst.clone())].keys() {
-                    let k = StateKey {
-                        pack: pack.clone(),
-                        scope,
-                        instance: inst.clone(),
-                        player: player.clone(),
-                        key: key.clone(),
-                    };
-                    out.insert(k, None);
-                }
+            for (scope, instance, player, key) in c.ended_keys(ended) {
+                let k = StateKey {
+                    pack: pack.clone(),
+                    scope,
+                    instance,
+                    player,
+                    key,
+                };
+                out.insert(k, None);
             }
             // A delete of something that was never committed is noise.
             out.retain(|k, v| v.is_some() || c.has(k.scope, &k.instance, &k.player, &k.key));
@@ -430,8 +435,9 @@ pub(crate) fn apply(c: &mut Committed, writes: &[(StateKey, Option<StateValue>)]
 /// A lifecycle span that has ended: its state can go.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Ended {
-    /// A life `"{session}#{life}"`.
-    Life(Str),
+    /// One player's life `"{session}#{life}"` (the instance string is shared
+    /// by every player on their life with that number).
+    Life(Str, Str),
     /// A match and all its rounds.
     Match(Str),
     /// Rounds of a match numbered below `round` (a later round started).
@@ -439,13 +445,20 @@ pub(crate) enum Ended {
 }
 
 impl Ended {
-    fn covers(&self, scope: Scope, inst: &str) -> bool {
+    fn covers_instance(&self, scope: Scope, inst: &str) -> bool {
         match (self, scope) {
-            (Ended::Life(l), Scope::Life) => &**l == inst,
+            (Ended::Life(_, l), Scope::Life) => &**l == inst,
             (Ended::Match(m), Scope::Match) => &**m == inst,
             (Ended::Match(m), Scope::Round) => round_of(m, inst).is_some(),
             (Ended::RoundsBefore(m, r), Scope::Round) => round_of(m, inst).is_some_and(|n| n < *r),
             _ => false,
+        }
+    }
+
+    fn covers(&self, scope: Scope, inst: &str, player: &str) -> bool {
+        match self {
+            Ended::Life(p, _) => &**p == player && self.covers_instance(scope, inst),
+            _ => self.covers_instance(scope, inst),
         }
     }
 }
@@ -574,15 +587,32 @@ fn life_at(events: &[EventInfo], at: usize, guid: &Str, book: &LifeBook) -> u32 
 pub(crate) fn ended_in(events: &[EventInfo]) -> Vec<Ended> {
     let mut out = Vec::new();
     for ev in events {
-        if let Some((_, life)) = &ev.actor
+        // The tracker starts a new life on every spawn, dead or not, so the
+        // previous one is over even without a death.
+        if let Some((g, life)) = &ev.actor
+            && ev.kind.starts_life()
+            && *life > 1
+        {
+            out.push(Ended::Life(
+                g.clone(),
+                Arc::from(format!("{}#{}", ev.session, life - 1)),
+            ));
+        }
+        if let Some((g, life)) = &ev.actor
             && actor_dies(ev)
         {
-            out.push(Ended::Life(Arc::from(format!("{}#{}", ev.session, life))));
+            out.push(Ended::Life(
+                g.clone(),
+                Arc::from(format!("{}#{}", ev.session, life)),
+            ));
         }
-        if let Some((_, life)) = &ev.target
+        if let Some((g, life)) = &ev.target
             && ev.kind.ends_life()
         {
-            out.push(Ended::Life(Arc::from(format!("{}#{}", ev.session, life))));
+            out.push(Ended::Life(
+                g.clone(),
+                Arc::from(format!("{}#{}", ev.session, life)),
+            ));
         }
         match ev.kind {
             EventKind::MatchEnd | EventKind::GameEnd if !ev.match_id.is_empty() => {
@@ -670,7 +700,8 @@ mod tests {
         assert!(t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
         assert!(!t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
         assert_eq!(t.set_count(&c, &set), 1);
-        apply(&mut c, &t.resolve(&c, &pack(), &[]));
+        let w = t.resolve(&c, &pack(), &[]);
+        apply(&mut c, &w);
         let mut t = Txn::default();
         assert!(!t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
         assert!(t.set_insert(&c, &set, "m2".into(), &LIM).unwrap());
@@ -720,31 +751,38 @@ mod tests {
 
     #[test]
     fn ended_instances_are_deleted_in_the_commit() {
+        let lim = TxnLimits {
+            keys_per_player: 10,
+            ..LIM
+        };
         let mut c = Committed::default();
         let mut t = Txn::default();
         let life = s(Scope::Life, "sess#1", "a", "streak");
         let round = s(Scope::Round, "m1#1", "a", "k");
         let round2 = s(Scope::Round, "m1#2", "a", "k");
         let other = s(Scope::Round, "m10#1", "a", "k");
-        for k in [&life, &round, &round2, &other] {
-            t.add(&c, k, 1, &LIM).unwrap();
+        // Another player on a life with the same number is not affected.
+        let their_life = s(Scope::Life, "sess#1", "c", "streak");
+        for k in [&life, &round, &round2, &other, &their_life] {
+            t.add(&c, k, 1, &lim).unwrap();
         }
-        apply(&mut c, &t.resolve(&c, &pack(), &[]));
-        assert_eq!(c.len(), 4);
+        let w = t.resolve(&c, &pack(), &[]);
+        apply(&mut c, &w);
+        assert_eq!(c.len(), 5);
         let mut t = Txn::default();
-        t.add(&c, &life, 1, &LIM).unwrap();
+        t.add(&c, &life, 1, &lim).unwrap();
         let w = t.resolve(
             &c,
             &pack(),
             &[
-                Ended::Life(Arc::from("sess#1")),
+                Ended::Life(Arc::from("a"), Arc::from("sess#1")),
                 Ended::RoundsBefore(Arc::from("m1"), 2),
             ],
         );
         assert_eq!(w.len(), 2);
         assert!(w.iter().all(|(_, v)| v.is_none()));
         apply(&mut c, &w);
-        assert_eq!(c.len(), 2);
+        assert_eq!(c.len(), 3);
         let w = Txn::default().resolve(&c, &pack(), &[Ended::Match(Arc::from("m1"))]);
         assert_eq!(w.len(), 1);
         apply(&mut c, &w);
@@ -800,14 +838,16 @@ mod tests {
             info(EventKind::PlayerKill, Some(("a", 3)), Some(("b", 7))),
             info(EventKind::PlayerSuicide, Some(("c", 2)), None),
             info(EventKind::RoundStart, None, None),
+            info(EventKind::PlayerSpawn, Some(("a", 4)), None),
             end,
         ]);
         assert_eq!(
             ended,
             vec![
-                Ended::Life(Arc::from("S#7")),
-                Ended::Life(Arc::from("S#2")),
+                Ended::Life(Arc::from("b"), Arc::from("S#7")),
+                Ended::Life(Arc::from("c"), Arc::from("S#2")),
                 Ended::RoundsBefore(Arc::from("M"), 2),
+                Ended::Life(Arc::from("a"), Arc::from("S#3")),
                 Ended::Match(Arc::from("M")),
             ]
         );
