@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use crate::config::ServeConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "opm-stats", version, about = "OpenMOHAA Stats server and tools")]
+#[command(
+    name = "opm-stats",
+    version,
+    about = "OpenMOHAA Stats server and tools"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,16 +19,39 @@ pub struct Cli {
 pub enum Command {
     /// Runs the server.
     Serve(ServeConfig),
+    /// Simulates game servers sending events (benchmarks, golden files).
+    Loadgen(crate::loadgen::LoadgenConfig),
+    /// Feeds a recorded event stream (JSONL) through the ingest pipeline.
+    Import(crate::loadgen::ImportConfig),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     match cli.command {
-        Command::Serve(config) => tokio::runtime::Runtime::new()?.block_on(crate::server::serve(config)),
+        Command::Serve(config) => {
+            tokio::runtime::Runtime::new()?.block_on(crate::server::serve(config))
+        }
+        Command::Loadgen(config) => {
+            let pid = config.server_pid;
+            let report = tokio::runtime::Runtime::new()?.block_on(crate::loadgen::run(config))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some((rss, peak)) = pid.and_then(crate::loadgen::memory_of) {
+                println!(
+                    "server memory: rss {} MiB, peak {} MiB",
+                    rss / 1024,
+                    peak / 1024
+                );
+            }
+            Ok(())
+        }
+        Command::Import(config) => {
+            let (ok, bad) = crate::loadgen::import(config)?;
+            println!("imported {ok} events, rejected {bad}");
+            Ok(())
+        }
     }
 }
