@@ -54,9 +54,11 @@ impl StoreConfig {
             config.key_prefix = prefix;
         }
         if let Some(days) = var("OPM_RAW_RETENTION_DAYS") {
-            config.raw_retention_days = days
-                .parse()
-                .map_err(|_| StoreError::Config(format!("OPM_RAW_RETENTION_DAYS={days} is not a number of days")))?;
+            config.raw_retention_days = days.parse().map_err(|_| {
+                StoreError::Config(format!(
+                    "OPM_RAW_RETENTION_DAYS={days} is not a number of days"
+                ))
+            })?;
         }
         Ok(config)
     }
@@ -64,7 +66,9 @@ impl StoreConfig {
     /// Which relational backend `database_url` selects.
     pub fn relational_kind(&self) -> Result<RelationalKind, StoreError> {
         match self.database_url.as_deref() {
-            None => Ok(RelationalKind::Sqlite(self.data_dir.join("relational.sqlite"))),
+            None => Ok(RelationalKind::Sqlite(
+                self.data_dir.join("relational.sqlite"),
+            )),
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 Ok(RelationalKind::Postgres(url.to_string()))
             }
@@ -114,13 +118,25 @@ mod tests {
     #[test]
     fn relational_selection() {
         let mut c = StoreConfig::embedded("/d");
-        assert_eq!(c.relational_kind().unwrap(), RelationalKind::Sqlite("/d/relational.sqlite".into()));
+        assert_eq!(
+            c.relational_kind().unwrap(),
+            RelationalKind::Sqlite("/d/relational.sqlite".into())
+        );
         c.database_url = Some("sqlite:///var/x.db?mode=rwc".into());
-        assert_eq!(c.relational_kind().unwrap(), RelationalKind::Sqlite("/var/x.db".into()));
+        assert_eq!(
+            c.relational_kind().unwrap(),
+            RelationalKind::Sqlite("/var/x.db".into())
+        );
         c.database_url = Some("sqlite://rel.db".into());
-        assert_eq!(c.relational_kind().unwrap(), RelationalKind::Sqlite("rel.db".into()));
+        assert_eq!(
+            c.relational_kind().unwrap(),
+            RelationalKind::Sqlite("rel.db".into())
+        );
         c.database_url = Some("postgres://u@h/db".into());
-        assert!(matches!(c.relational_kind().unwrap(), RelationalKind::Postgres(_)));
+        assert!(matches!(
+            c.relational_kind().unwrap(),
+            RelationalKind::Postgres(_)
+        ));
         c.database_url = Some("mysql://u:secret@h/db".into());
         let err = c.relational_kind().unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");

@@ -8,16 +8,25 @@ pub enum StoreError {
     /// The backend could not be reached or dropped the connection: the
     /// caller may retry later (the batch writer does, with backoff).
     #[error("{backend} unavailable: {message}")]
-    Unavailable { backend: &'static str, message: String },
+    Unavailable {
+        backend: &'static str,
+        message: String,
+    },
     /// The backend answered but refused the request (bad SQL, constraint).
     #[error("{backend} rejected the request: {message}")]
-    Rejected { backend: &'static str, message: String },
+    Rejected {
+        backend: &'static str,
+        message: String,
+    },
     /// The configuration names something this build cannot open.
     #[error("invalid store configuration: {0}")]
     Config(String),
     /// A row came back in a shape the caller did not expect.
     #[error("unexpected data from {backend}: {message}")]
-    Decode { backend: &'static str, message: String },
+    Decode {
+        backend: &'static str,
+        message: String,
+    },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -32,23 +41,46 @@ impl StoreError {
         use sqlx::Error as E;
         match e {
             E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_) => {
-                StoreError::Unavailable { backend, message: e.to_string() }
+                StoreError::Unavailable {
+                    backend,
+                    message: e.to_string(),
+                }
             }
             E::Database(ref db) if is_transient_db(db.code().as_deref()) => {
-                StoreError::Unavailable { backend, message: e.to_string() }
+                StoreError::Unavailable {
+                    backend,
+                    message: e.to_string(),
+                }
             }
-            E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::TypeNotFound { .. } => {
-                StoreError::Decode { backend, message: e.to_string() }
-            }
-            _ => StoreError::Rejected { backend, message: e.to_string() },
+            E::ColumnDecode { .. }
+            | E::Decode(_)
+            | E::ColumnNotFound(_)
+            | E::TypeNotFound { .. } => StoreError::Decode {
+                backend,
+                message: e.to_string(),
+            },
+            _ => StoreError::Rejected {
+                backend,
+                message: e.to_string(),
+            },
         }
     }
 
     pub(crate) fn redis(e: redis::RedisError) -> StoreError {
-        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
-            StoreError::Unavailable { backend: "redis", message: e.to_string() }
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+        {
+            StoreError::Unavailable {
+                backend: "redis",
+                message: e.to_string(),
+            }
         } else {
-            StoreError::Rejected { backend: "redis", message: e.to_string() }
+            StoreError::Rejected {
+                backend: "redis",
+                message: e.to_string(),
+            }
         }
     }
 }

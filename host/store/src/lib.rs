@@ -21,7 +21,10 @@ pub mod config;
 pub mod error;
 pub mod live;
 pub mod relational;
+mod sqlite;
+mod stores;
 pub mod time;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
+pub use stores::{MigrateReport, Stores, migrate};

@@ -46,6 +46,18 @@ pub fn hour_string(ms: i64) -> String {
     format!("{} {h:02}:00:00", day_string(ms))
 }
 
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a timestamp: ClickHouse `DateTime` text.
+pub fn datetime_string(ms: i64) -> String {
+    let secs = ms.rem_euclid(MS_PER_DAY) / 1000;
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        day_string(ms),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// `YYYYMM`: the monthly partition a timestamp falls in.
 pub fn month_id(ms: i64) -> u32 {
     let (y, m, _) = civil_from_days(day_number(ms));
@@ -86,7 +98,11 @@ mod tests {
         assert_eq!(day_string(1_709_251_199_999), "2024-02-29");
         assert_eq!(hour_string(1_709_251_199_999), "2024-02-29 23:00:00");
         assert_eq!(month_id(1_709_251_199_999), 202402);
+        assert_eq!(datetime_string(1_709_251_199_999), "2024-02-29 23:59:59");
         assert_eq!(month_end_ms(202402), 1_709_251_200_000);
-        assert_eq!(month_end_ms(202412), days_from_civil(2025, 1, 1) * MS_PER_DAY);
+        assert_eq!(
+            month_end_ms(202412),
+            days_from_civil(2025, 1, 1) * MS_PER_DAY
+        );
     }
 }

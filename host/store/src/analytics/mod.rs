@@ -12,6 +12,11 @@
 //! journal after a crash re-offers events the store already has and they
 //! are skipped before any row (or materialized view) sees them.
 
+pub mod clickhouse;
+pub mod query;
+pub mod rows;
+pub mod sqlite;
+pub mod writer;
 
 use async_trait::async_trait;
 use opm_model::Event;

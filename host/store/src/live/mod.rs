@@ -4,6 +4,8 @@
 //! otherwise ([`memory`]). Everything here is disposable: losing it costs
 //! a few seconds of freshness, never data.
 
+pub mod memory;
+pub mod redis;
 
 use std::time::Duration;
 
@@ -58,7 +60,12 @@ pub trait LiveStore: Send + Sync + 'static {
     async fn kill_feed(&self, server: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
 
     /// Records a heartbeat; the server counts as online for `ttl`.
-    async fn heartbeat(&self, server: &str, status: &Value, ttl: Duration) -> Result<(), StoreError>;
+    async fn heartbeat(
+        &self,
+        server: &str,
+        status: &Value,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
     async fn server_status(&self, server: &str) -> Result<Option<Value>, StoreError>;
     /// Servers whose heartbeat has not expired.
     async fn online_servers(&self) -> Result<Vec<(String, Value)>, StoreError>;

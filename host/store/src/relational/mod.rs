@@ -7,6 +7,8 @@
 //! milliseconds since the epoch in `BIGINT` columns on both, so the SQL
 //! is portable and nothing depends on a server time zone.
 
+pub mod sql;
+pub mod state;
 
 use async_trait::async_trait;
 use opm_model::plugin::{Commit, StateKey, StateValue};
@@ -281,37 +283,84 @@ pub trait RelationalStore: Send + Sync + 'static {
 
     // --- users, identities, login tokens -------------------------------
     /// Creates or renames the user of a forum member.
-    async fn upsert_user(&self, member_id: i64, name: &str, is_admin: bool) -> Result<User, StoreError>;
+    async fn upsert_user(
+        &self,
+        member_id: i64,
+        name: &str,
+        is_admin: bool,
+    ) -> Result<User, StoreError>;
     async fn user(&self, member_id: i64) -> Result<Option<User>, StoreError>;
     /// Links a GUID to a member (a GUID has one member; relinking moves it
     /// and resets verification unless `verified`).
-    async fn link_identity(&self, guid: &str, member_id: i64, verified: bool) -> Result<Identity, StoreError>;
+    async fn link_identity(
+        &self,
+        guid: &str,
+        member_id: i64,
+        verified: bool,
+    ) -> Result<Identity, StoreError>;
     async fn verify_identity(&self, guid: &str, member_id: i64) -> Result<bool, StoreError>;
     async fn unlink_identity(&self, guid: &str) -> Result<bool, StoreError>;
     async fn identity(&self, guid: &str) -> Result<Option<Identity>, StoreError>;
     async fn identities_of_member(&self, member_id: i64) -> Result<Vec<Identity>, StoreError>;
-    async fn insert_login_token(&self, token_hash: &str, member_id: i64, expires_ms: i64) -> Result<LoginToken, StoreError>;
+    async fn insert_login_token(
+        &self,
+        token_hash: &str,
+        member_id: i64,
+        expires_ms: i64,
+    ) -> Result<LoginToken, StoreError>;
     /// Uses a login code once: succeeds only if it exists, is unused,
     /// unrevoked and unexpired at `now_ms`; atomically marks it used.
-    async fn consume_login_token(&self, token_hash: &str, now_ms: i64, guid: &str) -> Result<Option<LoginToken>, StoreError>;
+    async fn consume_login_token(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        guid: &str,
+    ) -> Result<Option<LoginToken>, StoreError>;
     /// Revokes every unused code of a member; returns how many.
     async fn revoke_login_tokens(&self, member_id: i64) -> Result<u64, StoreError>;
-    async fn login_tokens_of_member(&self, member_id: i64, limit: u32) -> Result<Vec<LoginToken>, StoreError>;
+    async fn login_tokens_of_member(
+        &self,
+        member_id: i64,
+        limit: u32,
+    ) -> Result<Vec<LoginToken>, StoreError>;
 
     // --- teams, tournaments ---------------------------------------------
-    async fn create_team(&self, name: &str, tag: &str, owner_member_id: Option<i64>) -> Result<Team, StoreError>;
+    async fn create_team(
+        &self,
+        name: &str,
+        tag: &str,
+        owner_member_id: Option<i64>,
+    ) -> Result<Team, StoreError>;
     async fn team(&self, id: i64) -> Result<Option<Team>, StoreError>;
     async fn list_teams(&self) -> Result<Vec<Team>, StoreError>;
-    async fn add_team_member(&self, team_id: i64, member_id: i64, role: &str) -> Result<TeamMember, StoreError>;
+    async fn add_team_member(
+        &self,
+        team_id: i64,
+        member_id: i64,
+        role: &str,
+    ) -> Result<TeamMember, StoreError>;
     async fn remove_team_member(&self, team_id: i64, member_id: i64) -> Result<bool, StoreError>;
     async fn team_members(&self, team_id: i64) -> Result<Vec<TeamMember>, StoreError>;
-    async fn create_tournament(&self, name: &str, format: &str, starts_ms: Option<i64>) -> Result<Tournament, StoreError>;
+    async fn create_tournament(
+        &self,
+        name: &str,
+        format: &str,
+        starts_ms: Option<i64>,
+    ) -> Result<Tournament, StoreError>;
     async fn tournament(&self, id: i64) -> Result<Option<Tournament>, StoreError>;
     async fn list_tournaments(&self) -> Result<Vec<Tournament>, StoreError>;
     async fn set_tournament_status(&self, id: i64, status: &str) -> Result<bool, StoreError>;
-    async fn add_tournament_team(&self, tournament_id: i64, team_id: i64, seed: Option<i32>) -> Result<(), StoreError>;
+    async fn add_tournament_team(
+        &self,
+        tournament_id: i64,
+        team_id: i64,
+        seed: Option<i32>,
+    ) -> Result<(), StoreError>;
     /// Teams entered, by seed then id.
-    async fn tournament_teams(&self, tournament_id: i64) -> Result<Vec<(i64, Option<i32>)>, StoreError>;
+    async fn tournament_teams(
+        &self,
+        tournament_id: i64,
+    ) -> Result<Vec<(i64, Option<i32>)>, StoreError>;
     /// Replaces the whole bracket in one transaction; `links` are
     /// (index of a slot, index of the slot its winner advances to).
     async fn save_bracket(
@@ -334,7 +383,12 @@ pub trait RelationalStore: Send + Sync + 'static {
     /// Stores the definitions a pack version declares: new codes are added,
     /// changed ones updated, codes the version no longer declares marked
     /// inactive. Every (code, version) is also kept in the history.
-    async fn sync_definitions(&self, pack: &str, pack_version: &str, defs: &[AchievementDef]) -> Result<(), StoreError>;
+    async fn sync_definitions(
+        &self,
+        pack: &str,
+        pack_version: &str,
+        defs: &[AchievementDef],
+    ) -> Result<(), StoreError>;
     async fn definitions(&self) -> Result<Vec<StoredAchievement>, StoreError>;
     async fn definition(&self, code: &str) -> Result<Option<StoredAchievement>, StoreError>;
     /// Insert-if-absent: true if this call created the ledger entry; an
@@ -355,5 +409,9 @@ pub trait RelationalStore: Send + Sync + 'static {
     /// pack's batch in one transaction.
     async fn commit_pack(&self, commit: &Commit, source: UnlockSource) -> Result<(), StoreError>;
     async fn record_plugin_failure(&self, failure: &PluginFailure) -> Result<(), StoreError>;
-    async fn plugin_failures(&self, pack: Option<&str>, limit: u32) -> Result<Vec<PluginFailure>, StoreError>;
+    async fn plugin_failures(
+        &self,
+        pack: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PluginFailure>, StoreError>;
 }

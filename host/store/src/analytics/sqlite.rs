@@ -1,0 +1,694 @@
+//! SQLite analytics backend: raw events and the rollups in one file,
+//! rollups maintained in Rust inside the insert's transaction.
+//!
+//! Exactly-once: raw rows and rollup deltas commit together, the delta is
+//! built only from rows this transaction inserted, and ids at or below the
+//! server's high-water mark are skipped. A crash before COMMIT leaves
+//! nothing; a replay after COMMIT finds the ids already stored.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use async_trait::async_trait;
+use opm_model::{Event, Participant};
+use serde_json::Value;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{AssertSqlSafe, Column, Row as _, Sqlite, Transaction, TypeInfo, ValueRef};
+
+use super::rows::{self, Contribution, Role};
+use super::{AnalyticsStore, Dialect, InsertReport, Row};
+use crate::error::StoreError;
+use crate::time;
+
+const B: &str = "sqlite";
+const SCHEMA: &str =
+    include_str!("../../../../migrations/analytics-sqlite/001_raw_and_rollups.sql");
+
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::sqlx(B, e)
+}
+
+pub struct SqliteAnalytics {
+    pool: SqlitePool,
+}
+
+impl SqliteAnalytics {
+    pub async fn open(path: &Path) -> Result<SqliteAnalytics, StoreError> {
+        Ok(SqliteAnalytics {
+            pool: crate::sqlite::open(path, 4).await?,
+        })
+    }
+
+    pub fn from_pool(pool: SqlitePool) -> SqliteAnalytics {
+        SqliteAnalytics { pool }
+    }
+}
+
+/// Per-batch rollup deltas, keyed like the rollup tables.
+#[derive(Default)]
+struct Deltas {
+    player_daily: HashMap<(String, String), (Named, u64, Contribution)>,
+    weapon: HashMap<(String, String, String), [f64; 7]>,
+    map: HashMap<(String, String, String), [f64; 5]>,
+    hitloc: HashMap<(String, String, String), [f64; 7]>,
+    heat: HashMap<(String, String, &'static str, i32, i32), u64>,
+    map_daily: HashMap<(String, String), [f64; 4]>,
+    matches: HashMap<String, MatchDelta>,
+    match_players: HashMap<(String, String), (Named, Named, [f64; 8])>,
+    activity: HashMap<(String, String), [u64; 2]>,
+}
+
+/// A value with the time it was seen; the later non-empty one wins.
+#[derive(Default, Clone)]
+struct Named {
+    value: String,
+    ms: i64,
+}
+
+impl Named {
+    fn offer(&mut self, value: &str, ms: i64) {
+        let ms = if value.is_empty() { 0 } else { ms };
+        if ms > self.ms {
+            self.value = value.to_string();
+            self.ms = ms;
+        }
+    }
+}
+
+struct MatchDelta {
+    server: String,
+    map: String,
+    game_type: String,
+    started: i64,
+    ended: i64,
+    max_round: u32,
+    events: u64,
+    kills: u64,
+}
+
+fn add_contribution(into: &mut Contribution, c: &Contribution) {
+    into.kills += c.kills;
+    into.deaths += c.deaths;
+    into.headshots += c.headshots;
+    into.suicides += c.suicides;
+    into.team_kills += c.team_kills;
+    into.bash_kills += c.bash_kills;
+    into.grenade_kills += c.grenade_kills;
+    into.bot_kills += c.bot_kills;
+    into.damage_dealt += c.damage_dealt;
+    into.damage_taken += c.damage_taken;
+    into.shots_fired += c.shots_fired;
+    into.shots_hit += c.shots_hit;
+    into.jumps += c.jumps;
+    into.reloads += c.reloads;
+    into.distance += c.distance;
+    into.playtime_seconds += c.playtime_seconds;
+}
+
+fn add<const N: usize>(into: &mut [f64; N], v: [f64; N]) {
+    for (a, b) in into.iter_mut().zip(v) {
+        *a += b;
+    }
+}
+
+impl Deltas {
+    fn add(&mut self, e: &Event) {
+        use opm_model::EventKind as K;
+        let day = time::day_string(e.time_ms);
+        let kill = rows::is_kill(e);
+        let headshot = kill && rows::is_headshot(&e.hit_location);
+        for (role, p) in rows::roles(e) {
+            let c = Contribution::of(e, role);
+            let player = p.guid.to_string();
+            let slot = self
+                .player_daily
+                .entry((day.clone(), player.clone()))
+                .or_default();
+            slot.0.offer(&p.name, e.time_ms);
+            slot.1 += 1;
+            add_contribution(&mut slot.2, &c);
+
+            let weapon_kinds = matches!(
+                e.kind,
+                K::PlayerKill | K::WeaponFire | K::WeaponHit | K::Damage
+            );
+            if !e.weapon.is_empty() {
+                let row = match role {
+                    Role::Actor if weapon_kinds => Some([
+                        1.0,
+                        c.kills as f64,
+                        0.0,
+                        c.headshots as f64,
+                        c.shots_fired as f64,
+                        c.shots_hit as f64,
+                        c.damage_dealt,
+                    ]),
+                    Role::Target if e.kind == K::PlayerKill => {
+                        Some([1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+                    }
+                    _ => None,
+                };
+                if let Some(row) = row {
+                    add(
+                        self.weapon
+                            .entry((day.clone(), player.clone(), e.weapon.to_string()))
+                            .or_insert([0.0; 7]),
+                        row,
+                    );
+                }
+            }
+            if !e.map.is_empty() {
+                let row = match role {
+                    Role::Actor => [
+                        1.0,
+                        c.kills as f64,
+                        c.deaths as f64,
+                        c.headshots as f64,
+                        c.damage_dealt,
+                    ],
+                    Role::Target => [1.0, 0.0, c.deaths as f64, 0.0, 0.0],
+                };
+                add(
+                    self.map
+                        .entry((day.clone(), player.clone(), e.map.to_string()))
+                        .or_insert([0.0; 5]),
+                    row,
+                );
+            }
+            if !e.hit_location.is_empty()
+                && matches!(e.kind, K::PlayerKill | K::WeaponHit | K::Damage)
+            {
+                let hit = (e.kind == K::WeaponHit) as u64 as f64;
+                let row = match role {
+                    Role::Actor => [1.0, hit, c.kills as f64, c.damage_dealt, 0.0, 0.0, 0.0],
+                    Role::Target => [1.0, 0.0, 0.0, 0.0, hit, c.deaths as f64, c.damage_taken],
+                };
+                add(
+                    self.hitloc
+                        .entry((day.clone(), player.clone(), e.hit_location.to_string()))
+                        .or_insert([0.0; 7]),
+                    row,
+                );
+            }
+            if !e.match_id.is_empty() {
+                let slot = self
+                    .match_players
+                    .entry((e.match_id.to_string(), player))
+                    .or_insert_with(|| (Named::default(), Named::default(), [0.0; 8]));
+                slot.0.offer(&p.name, e.time_ms);
+                slot.1.offer(p.team.as_str(), e.time_ms);
+                add(
+                    &mut slot.2,
+                    [
+                        1.0,
+                        c.kills as f64,
+                        c.deaths as f64,
+                        c.headshots as f64,
+                        c.suicides as f64,
+                        c.team_kills as f64,
+                        c.damage_dealt,
+                        c.damage_taken,
+                    ],
+                );
+            }
+        }
+        if kill {
+            for (layer, p) in [("kill", &e.actor), ("death", &e.target)] {
+                if let Some(pos) = p.as_ref().and_then(|p| p.position) {
+                    *self
+                        .heat
+                        .entry((
+                            day.clone(),
+                            e.map.to_string(),
+                            layer,
+                            rows::cell(pos.x),
+                            rows::cell(pos.y),
+                        ))
+                        .or_default() += 1;
+                }
+            }
+        }
+        let dealt = if e.kind == K::Damage && rows::guid(&e.target) != rows::guid(&e.actor) {
+            e.damage as f64
+        } else {
+            0.0
+        };
+        if !e.map.is_empty() {
+            add(
+                self.map_daily
+                    .entry((day.clone(), e.map.to_string()))
+                    .or_insert([0.0; 4]),
+                [1.0, kill as u64 as f64, headshot as u64 as f64, dealt],
+            );
+        }
+        if !e.match_id.is_empty() {
+            let m = self
+                .matches
+                .entry(e.match_id.to_string())
+                .or_insert_with(|| MatchDelta {
+                    server: String::new(),
+                    map: String::new(),
+                    game_type: String::new(),
+                    started: e.time_ms,
+                    ended: e.time_ms,
+                    max_round: 0,
+                    events: 0,
+                    kills: 0,
+                });
+            m.server = m.server.clone().max(e.server.to_string());
+            m.map = m.map.clone().max(e.map.to_string());
+            m.game_type = m.game_type.clone().max(e.game_mode.to_string());
+            m.started = m.started.min(e.time_ms);
+            m.ended = m.ended.max(e.time_ms);
+            m.max_round = m.max_round.max(e.round);
+            m.events += 1;
+            m.kills += kill as u64;
+        }
+        if !e.server.is_empty() {
+            let a = self
+                .activity
+                .entry((time::hour_string(e.time_ms), e.server.to_string()))
+                .or_default();
+            a[0] += 1;
+            a[1] += kill as u64;
+        }
+    }
+}
+
+fn insert_raw_sql() -> &'static str {
+    "INSERT OR IGNORE INTO raw_events (server, event_id, month, time_ms, kind, type_name, game_time_ms, session, match_id, round, map, game_mode,
+        actor_guid, actor_name, actor_smf_id, actor_team, actor_has_pos, actor_x, actor_y, actor_z, actor_pitch, actor_yaw, actor_stance, actor_health, actor_life,
+        target_guid, target_name, target_smf_id, target_team, target_has_pos, target_x, target_y, target_z, target_pitch, target_yaw, target_stance, target_health, target_life,
+        weapon, means_of_death, hit_location, damage, distance, headshot, grenade, moved, playtime, extra, raw)
+     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,$33,$34,$35,$36,$37,$38,$39,$40,$41,$42,$43,$44,$45,$46,$47,$48,$49)"
+}
+
+type Q<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+fn bind_participant<'q>(q: Q<'q>, p: &Option<Participant>) -> Q<'q> {
+    let d = Participant::default();
+    let p = p.as_ref().unwrap_or(&d);
+    let pos = p.position.unwrap_or_default();
+    q.bind(p.guid.to_string())
+        .bind(p.name.to_string())
+        .bind(p.smf_id.unwrap_or(0) as i64)
+        .bind(p.team.as_str())
+        .bind(p.position.is_some() as i64)
+        .bind(pos.x as f64)
+        .bind(pos.y as f64)
+        .bind(pos.z as f64)
+        .bind(p.pitch as f64)
+        .bind(p.yaw as f64)
+        .bind(p.stance.as_str())
+        .bind(p.health.map(|h| h as i64))
+        .bind(p.life as i64)
+}
+
+async fn insert_raw(tx: &mut Transaction<'_, Sqlite>, e: &Event) -> Result<bool, StoreError> {
+    let extra = serde_json::to_string(
+        &e.extra
+            .iter()
+            .map(|(k, v)| [&**k, &**v])
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|_| "[]".into());
+    let q = sqlx::query(insert_raw_sql())
+        .bind(e.server.to_string())
+        .bind(e.id as i64)
+        .bind(time::month_id(e.time_ms) as i64)
+        .bind(e.time_ms)
+        .bind(e.kind.as_str())
+        .bind(e.type_name.to_string())
+        .bind(e.game_time_ms)
+        .bind(e.session.to_string())
+        .bind(e.match_id.to_string())
+        .bind(e.round as i64)
+        .bind(e.map.to_string())
+        .bind(e.game_mode.to_string());
+    let q = bind_participant(q, &e.actor);
+    let q = bind_participant(q, &e.target);
+    let q = q
+        .bind(e.weapon.to_string())
+        .bind(e.means_of_death.to_string())
+        .bind(e.hit_location.to_string())
+        .bind(e.damage as f64)
+        .bind(e.distance as f64)
+        .bind((rows::is_kill(e) && rows::is_headshot(&e.hit_location)) as i64)
+        .bind(rows::is_grenade(e) as i64)
+        .bind(rows::moved(e))
+        .bind(rows::playtime(e))
+        .bind(extra)
+        .bind(e.raw.as_deref().unwrap_or("").to_string());
+    let done = q.execute(&mut **tx).await.map_err(err)?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn apply(tx: &mut Transaction<'_, Sqlite>, d: Deltas) -> Result<(), StoreError> {
+    for ((day, player), (name, events, c)) in d.player_daily {
+        sqlx::query(
+            "INSERT INTO player_stats_daily (day, player_id, player_name, name_ms, events, kills, deaths, headshots, suicides, team_kills,
+                bash_kills, grenade_kills, bot_kills, damage_dealt, damage_taken, shots_fired, shots_hit, jumps, reloads, distance, playtime_seconds)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)
+             ON CONFLICT (player_id, day) DO UPDATE SET
+                player_name = CASE WHEN excluded.name_ms > name_ms THEN excluded.player_name ELSE player_name END,
+                name_ms = max(name_ms, excluded.name_ms),
+                events = events + excluded.events, kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
+                headshots = headshots + excluded.headshots, suicides = suicides + excluded.suicides,
+                team_kills = team_kills + excluded.team_kills, bash_kills = bash_kills + excluded.bash_kills,
+                grenade_kills = grenade_kills + excluded.grenade_kills, bot_kills = bot_kills + excluded.bot_kills,
+                damage_dealt = damage_dealt + excluded.damage_dealt, damage_taken = damage_taken + excluded.damage_taken,
+                shots_fired = shots_fired + excluded.shots_fired, shots_hit = shots_hit + excluded.shots_hit,
+                jumps = jumps + excluded.jumps, reloads = reloads + excluded.reloads,
+                distance = distance + excluded.distance, playtime_seconds = playtime_seconds + excluded.playtime_seconds",
+        )
+        .bind(day)
+        .bind(player)
+        .bind(name.value)
+        .bind(name.ms)
+        .bind(events as i64)
+        .bind(c.kills as i64)
+        .bind(c.deaths as i64)
+        .bind(c.headshots as i64)
+        .bind(c.suicides as i64)
+        .bind(c.team_kills as i64)
+        .bind(c.bash_kills as i64)
+        .bind(c.grenade_kills as i64)
+        .bind(c.bot_kills as i64)
+        .bind(c.damage_dealt)
+        .bind(c.damage_taken)
+        .bind(c.shots_fired as i64)
+        .bind(c.shots_hit as i64)
+        .bind(c.jumps as i64)
+        .bind(c.reloads as i64)
+        .bind(c.distance)
+        .bind(c.playtime_seconds)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    for ((day, player, weapon), v) in d.weapon {
+        sqlx::query(
+            "INSERT INTO player_weapon_stats (day, player_id, weapon, events, kills, deaths, headshots, shots_fired, shots_hit, damage_dealt)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
+             ON CONFLICT (player_id, weapon, day) DO UPDATE SET events = events + excluded.events,
+                kills = kills + excluded.kills, deaths = deaths + excluded.deaths, headshots = headshots + excluded.headshots,
+                shots_fired = shots_fired + excluded.shots_fired, shots_hit = shots_hit + excluded.shots_hit,
+                damage_dealt = damage_dealt + excluded.damage_dealt",
+        )
+        .bind(day)
+        .bind(player)
+        .bind(weapon)
+        .bind(v[0] as i64)
+        .bind(v[1] as i64)
+        .bind(v[2] as i64)
+        .bind(v[3] as i64)
+        .bind(v[4] as i64)
+        .bind(v[5] as i64)
+        .bind(v[6])
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    for ((day, player, map), v) in d.map {
+        sqlx::query(
+            "INSERT INTO player_map_stats (day, player_id, map_name, events, kills, deaths, headshots, damage_dealt)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
+             ON CONFLICT (player_id, map_name, day) DO UPDATE SET events = events + excluded.events,
+                kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
+                headshots = headshots + excluded.headshots, damage_dealt = damage_dealt + excluded.damage_dealt",
+        )
+        .bind(day)
+        .bind(player)
+        .bind(map)
+        .bind(v[0] as i64)
+        .bind(v[1] as i64)
+        .bind(v[2] as i64)
+        .bind(v[3] as i64)
+        .bind(v[4])
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    for ((day, player, loc), v) in d.hitloc {
+        sqlx::query(
+            "INSERT INTO player_hitloc_stats (day, player_id, hit_location, events, hits, kills, damage_dealt, hits_taken, deaths, damage_taken)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
+             ON CONFLICT (player_id, hit_location, day) DO UPDATE SET events = events + excluded.events,
+                hits = hits + excluded.hits, kills = kills + excluded.kills, damage_dealt = damage_dealt + excluded.damage_dealt,
+                hits_taken = hits_taken + excluded.hits_taken, deaths = deaths + excluded.deaths,
+                damage_taken = damage_taken + excluded.damage_taken",
+        )
+        .bind(day)
+        .bind(player)
+        .bind(loc)
+        .bind(v[0] as i64)
+        .bind(v[1] as i64)
+        .bind(v[2] as i64)
+        .bind(v[3])
+        .bind(v[4] as i64)
+        .bind(v[5] as i64)
+        .bind(v[6])
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    for ((day, map, layer, x, y), n) in d.heat {
+        sqlx::query(
+            "INSERT INTO heatmap_cells (day, map_name, layer, cell_x, cell_y, events) VALUES ($1,$2,$3,$4,$5,$6)
+             ON CONFLICT (map_name, layer, cell_x, cell_y, day) DO UPDATE SET events = events + excluded.events",
+        )
+        .bind(day)
+        .bind(map)
+        .bind(layer)
+        .bind(x)
+        .bind(y)
+        .bind(n as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    for ((day, map), v) in d.map_daily {
+        sqlx::query(
+            "INSERT INTO map_stats_daily (day, map_name, events, kills, headshots, damage_dealt) VALUES ($1,$2,$3,$4,$5,$6)
+             ON CONFLICT (map_name, day) DO UPDATE SET events = events + excluded.events, kills = kills + excluded.kills,
+                headshots = headshots + excluded.headshots, damage_dealt = damage_dealt + excluded.damage_dealt",
+        )
+        .bind(day)
+        .bind(map)
+        .bind(v[0] as i64)
+        .bind(v[1] as i64)
+        .bind(v[2] as i64)
+        .bind(v[3])
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    for (id, m) in d.matches {
+        sqlx::query(
+            "INSERT INTO match_summary (match_id, server_id, map_name, game_type, started_ms, ended_ms, max_round, events, kills)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
+             ON CONFLICT (match_id) DO UPDATE SET server_id = max(server_id, excluded.server_id),
+                map_name = max(map_name, excluded.map_name), game_type = max(game_type, excluded.game_type),
+                started_ms = min(started_ms, excluded.started_ms), ended_ms = max(ended_ms, excluded.ended_ms),
+                max_round = max(max_round, excluded.max_round), events = events + excluded.events, kills = kills + excluded.kills",
+        )
+        .bind(id)
+        .bind(m.server)
+        .bind(m.map)
+        .bind(m.game_type)
+        .bind(m.started)
+        .bind(m.ended)
+        .bind(m.max_round as i64)
+        .bind(m.events as i64)
+        .bind(m.kills as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    for ((match_id, player), (name, team, v)) in d.match_players {
+        sqlx::query(
+            "INSERT INTO match_players (match_id, player_id, player_name, name_ms, team, team_ms, events, kills, deaths, headshots,
+                suicides, team_kills, damage_dealt, damage_taken)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
+             ON CONFLICT (match_id, player_id) DO UPDATE SET
+                player_name = CASE WHEN excluded.name_ms > name_ms THEN excluded.player_name ELSE player_name END,
+                name_ms = max(name_ms, excluded.name_ms),
+                team = CASE WHEN excluded.team_ms > team_ms THEN excluded.team ELSE team END,
+                team_ms = max(team_ms, excluded.team_ms),
+                events = events + excluded.events, kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
+                headshots = headshots + excluded.headshots, suicides = suicides + excluded.suicides,
+                team_kills = team_kills + excluded.team_kills, damage_dealt = damage_dealt + excluded.damage_dealt,
+                damage_taken = damage_taken + excluded.damage_taken",
+        )
+        .bind(match_id)
+        .bind(player)
+        .bind(name.value)
+        .bind(name.ms)
+        .bind(team.value)
+        .bind(team.ms)
+        .bind(v[0] as i64)
+        .bind(v[1] as i64)
+        .bind(v[2] as i64)
+        .bind(v[3] as i64)
+        .bind(v[4] as i64)
+        .bind(v[5] as i64)
+        .bind(v[6])
+        .bind(v[7])
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    for ((hour, server), v) in d.activity {
+        sqlx::query(
+            "INSERT INTO server_activity (hour, server_id, events, kills) VALUES ($1,$2,$3,$4)
+             ON CONFLICT (server_id, hour) DO UPDATE SET events = events + excluded.events, kills = kills + excluded.kills",
+        )
+        .bind(hour)
+        .bind(server)
+        .bind(v[0] as i64)
+        .bind(v[1] as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Decodes any SQLite result row into JSON by the values' runtime types.
+pub(crate) fn row_to_json(row: &sqlx::sqlite::SqliteRow) -> Result<Row, StoreError> {
+    let mut out = Row::new();
+    for (i, col) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i).map_err(err)?;
+        let v = if raw.is_null() {
+            Value::Null
+        } else {
+            match raw.type_info().name() {
+                "INTEGER" | "BOOLEAN" => Value::from(row.try_get::<i64, _>(i).map_err(err)?),
+                "REAL" | "NUMERIC" => Value::from(row.try_get::<f64, _>(i).map_err(err)?),
+                "BLOB" => Value::from(
+                    String::from_utf8_lossy(&row.try_get::<Vec<u8>, _>(i).map_err(err)?)
+                        .into_owned(),
+                ),
+                _ => Value::from(row.try_get::<String, _>(i).map_err(err)?),
+            }
+        };
+        out.insert(col.name().to_string(), v);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl AnalyticsStore for SqliteAnalytics {
+    fn backend(&self) -> &'static str {
+        B
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::raw_sql(SCHEMA)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError> {
+        let mut order: Vec<&Event> = events.iter().collect();
+        order.sort_by(|a, b| (&*a.server, a.id).cmp(&(&*b.server, b.id)));
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut marks: HashMap<String, u64> = HashMap::new();
+        for e in &order {
+            if !marks.contains_key(&*e.server) {
+                let mark: Option<i64> =
+                    sqlx::query_scalar("SELECT event_id FROM high_water WHERE server = $1")
+                        .bind(e.server.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                marks.insert(e.server.to_string(), mark.unwrap_or(0) as u64);
+            }
+        }
+        let mut report = InsertReport::default();
+        let mut deltas = Deltas::default();
+        for e in order {
+            let mark = marks.get_mut(&*e.server).expect("loaded above");
+            if e.id == 0 || e.id <= *mark {
+                report.skipped += 1;
+                continue;
+            }
+            *mark = e.id;
+            if insert_raw(&mut tx, e).await? {
+                report.inserted += 1;
+                deltas.add(e);
+            } else {
+                report.skipped += 1;
+            }
+        }
+        apply(&mut tx, deltas).await?;
+        for (server, mark) in &marks {
+            sqlx::query(
+                "INSERT INTO high_water (server, event_id) VALUES ($1, $2)
+                 ON CONFLICT (server) DO UPDATE SET event_id = max(event_id, excluded.event_id)",
+            )
+            .bind(server)
+            .bind(*mark as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        let mut high_water: Vec<(String, u64)> = marks.into_iter().collect();
+        high_water.sort();
+        report.high_water = high_water;
+        Ok(report)
+    }
+
+    async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT server, event_id FROM high_water ORDER BY server")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(rows.into_iter().map(|(s, id)| (s, id as u64)).collect())
+    }
+
+    async fn fetch(&self, sql: &str) -> Result<Vec<Row>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(row_to_json).collect()
+    }
+
+    async fn drop_raw_before(&self, cutoff_ms: i64) -> Result<Vec<u32>, StoreError> {
+        let months: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT month FROM raw_events ORDER BY month")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        let mut dropped = Vec::new();
+        for m in months {
+            let m = m as u32;
+            if time::month_end_ms(m) <= cutoff_ms {
+                sqlx::query("DELETE FROM raw_events WHERE month = $1")
+                    .bind(m as i64)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                dropped.push(m);
+            }
+        }
+        Ok(dropped)
+    }
+
+    async fn raw_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM raw_events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,305 @@
+//! The batch writer: events in, batches of up to 1 000 rows or 1 s out,
+//! retried with backoff while the store is down.
+//!
+//! Nothing is lost: a batch is retried until the store accepts it, and
+//! while it is retried the writer stops taking new events, so the bounded
+//! queue fills and `send` waits (backpressure reaches the pipeline, whose
+//! journal still holds everything). Nothing is doubled: the store skips ids
+//! it already has (see [`super`]), so a batch that landed although its
+//! acknowledgement was lost is harmless to retry.
+//!
+//! [`BatchWriter::committed`] tells the caller what is durably stored: the
+//! highest committed event id per server, so the journal checkpoint can
+//! advance to it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opm_model::Event;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::AnalyticsStore;
+use crate::error::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Rows per batch.
+    pub max_rows: usize,
+    /// Longest an event waits for its batch to fill.
+    pub max_delay: Duration,
+    /// Events (in messages) the writer buffers before `send` waits.
+    pub queue: usize,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Attempts at a batch the store *rejects* (not merely unreachable)
+    /// before it is split to isolate the event at fault.
+    pub rejected_attempts: u32,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            max_rows: 1000,
+            max_delay: Duration::from_secs(1),
+            queue: 1024,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            rejected_attempts: 5,
+        }
+    }
+}
+
+/// What the writer has durably stored so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Highest event id stored per server: everything at or below it is
+    /// in the store (ids increase per server).
+    pub high_water: BTreeMap<String, u64>,
+    pub inserted: u64,
+    /// Already stored before (replays), or without an id.
+    pub skipped: u64,
+    /// Events the store refused on their own; logged with their id.
+    pub rejected: u64,
+    pub batches: u64,
+    /// Failed attempts so far (each was retried).
+    pub failed_attempts: u64,
+}
+
+enum Msg {
+    Events(Vec<Event>),
+    Flush(oneshot::Sender<Committed>),
+}
+
+/// The writer has stopped (its task ended).
+#[derive(Debug, thiserror::Error)]
+#[error("batch writer stopped")]
+pub struct WriterClosed;
+
+pub struct BatchWriter {
+    tx: mpsc::Sender<Msg>,
+    committed: watch::Receiver<Committed>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BatchWriter {
+    /// Starts the writer on the current tokio runtime. The initial
+    /// high-water marks are read from the store (retrying while it is down).
+    pub fn spawn(store: Arc<dyn AnalyticsStore>, config: WriterConfig) -> BatchWriter {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let (ctx, committed) = watch::channel(Committed::default());
+        let task = tokio::spawn(run(store, config, rx, ctx));
+        BatchWriter {
+            tx,
+            committed,
+            task,
+        }
+    }
+
+    /// Queues one event; waits while the queue is full.
+    pub async fn send(&self, event: Event) -> Result<(), WriterClosed> {
+        self.tx
+            .send(Msg::Events(vec![event]))
+            .await
+            .map_err(|_| WriterClosed)
+    }
+
+    /// Queues events in order; waits while the queue is full.
+    pub async fn send_many(&self, events: Vec<Event>) -> Result<(), WriterClosed> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Msg::Events(events))
+            .await
+            .map_err(|_| WriterClosed)
+    }
+
+    /// Watches the committed state; it changes after every stored batch.
+    pub fn committed(&self) -> watch::Receiver<Committed> {
+        self.committed.clone()
+    }
+
+    /// Writes everything queued so far and returns once it is stored.
+    pub async fn flush(&self) -> Result<Committed, WriterClosed> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Flush(tx))
+            .await
+            .map_err(|_| WriterClosed)?;
+        rx.await.map_err(|_| WriterClosed)
+    }
+
+    /// Flushes and stops the writer.
+    pub async fn close(self) -> Result<Committed, WriterClosed> {
+        let committed = self.flush().await?;
+        drop(self.tx);
+        let _ = self.task.await;
+        Ok(committed)
+    }
+}
+
+async fn run(
+    store: Arc<dyn AnalyticsStore>,
+    config: WriterConfig,
+    mut rx: mpsc::Receiver<Msg>,
+    out: watch::Sender<Committed>,
+) {
+    let mut state = Committed::default();
+    let mut backoff = Backoff::new(&config);
+    loop {
+        match store.high_water_marks().await {
+            Ok(marks) => {
+                state.high_water = marks.into_iter().collect();
+                out.send_replace(state.clone());
+                break;
+            }
+            Err(e) => {
+                state.failed_attempts += 1;
+                tracing::warn!(error = %e, "analytics store unavailable at start; retrying");
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    }
+    let mut buf: Vec<Event> = Vec::with_capacity(config.max_rows);
+    let mut deadline: Option<Instant> = None;
+    let mut open = true;
+    while open || !buf.is_empty() {
+        let mut flush_waiters = Vec::new();
+        // Fill the batch until it is full, its first event is max_delay
+        // old, a flush is asked for, or the channel closes.
+        while open && buf.len() < config.max_rows && flush_waiters.is_empty() {
+            let msg = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+                None => rx.recv().await,
+            };
+            match msg {
+                Some(Msg::Events(events)) => {
+                    if deadline.is_none() && !events.is_empty() {
+                        deadline = Some(Instant::now() + config.max_delay);
+                    }
+                    buf.extend(events);
+                }
+                Some(Msg::Flush(w)) => flush_waiters.push(w),
+                None => open = false,
+            }
+        }
+        while !buf.is_empty() {
+            let n = buf.len().min(config.max_rows);
+            let batch: Vec<Event> = buf.drain(..n).collect();
+            write_batch(&*store, &config, batch, &mut state).await;
+            out.send_replace(state.clone());
+        }
+        deadline = None;
+        for w in flush_waiters {
+            let _ = w.send(state.clone());
+        }
+    }
+}
+
+/// Stores one batch, retrying until every event is stored, skipped or
+/// (alone) rejected.
+async fn write_batch(
+    store: &dyn AnalyticsStore,
+    config: &WriterConfig,
+    batch: Vec<Event>,
+    state: &mut Committed,
+) {
+    let mut pending = vec![batch];
+    while let Some(batch) = pending.pop() {
+        let mut backoff = Backoff::new(config);
+        let mut rejected = 0;
+        loop {
+            let started = std::time::Instant::now();
+            match store.insert(&batch).await {
+                Ok(report) => {
+                    tracing::debug!(
+                        rows = report.inserted,
+                        skipped = report.skipped,
+                        ms = started.elapsed().as_millis() as u64,
+                        backend = store.backend(),
+                        "analytics batch stored"
+                    );
+                    state.inserted += report.inserted;
+                    state.skipped += report.skipped;
+                    state.batches += 1;
+                    for (server, id) in report.high_water {
+                        let slot = state.high_water.entry(server).or_insert(0);
+                        *slot = (*slot).max(id);
+                    }
+                    break;
+                }
+                Err(e @ StoreError::Rejected { .. }) | Err(e @ StoreError::Decode { .. }) => {
+                    state.failed_attempts += 1;
+                    rejected += 1;
+                    if rejected < config.rejected_attempts {
+                        tracing::error!(error = %e, rows = batch.len(), "analytics store rejected a batch; retrying");
+                        tokio::time::sleep(backoff.next()).await;
+                        continue;
+                    }
+                    if batch.len() == 1 {
+                        let e0 = &batch[0];
+                        tracing::error!(error = %e, server = %e0.server, event_id = e0.id, "analytics store rejects this event; skipping it");
+                        state.rejected += 1;
+                        let slot = state.high_water.entry(e0.server.to_string()).or_insert(0);
+                        *slot = (*slot).max(e0.id);
+                        break;
+                    }
+                    // Isolate the culprit: halves, earlier half first.
+                    let mut batch = batch;
+                    let second = batch.split_off(batch.len() / 2);
+                    pending.push(second);
+                    pending.push(batch);
+                    break;
+                }
+                Err(e) => {
+                    state.failed_attempts += 1;
+                    let wait = backoff.next();
+                    tracing::warn!(error = %e, rows = batch.len(), retry_in_ms = wait.as_millis() as u64, "analytics store unavailable; batch kept");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(config: &WriterConfig) -> Backoff {
+        Backoff {
+            next: config.backoff_initial,
+            max: config.backoff_max,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(self.max);
+        now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = WriterConfig {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(500),
+            ..WriterConfig::default()
+        };
+        let mut b = Backoff::new(&config);
+        let waits: Vec<u128> = (0..5).map(|_| b.next().as_millis()).collect();
+        assert_eq!(waits, vec![100, 200, 400, 500, 500]);
+    }
+}
