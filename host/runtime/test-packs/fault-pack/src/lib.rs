@@ -106,13 +106,17 @@ impl Guest for Pack {
                     }
                     "panic" => panic!("fault-pack panics at event {}", ev.id),
                     "oom" => {
+                        // Reserve without touching: growth, not memset,
+                        // is what the cap must stop.
                         let mut hog: Vec<Vec<u8>> = Vec::new();
                         loop {
-                            hog.push(black_box(vec![1u8; 1 << 20]));
+                            hog.push(black_box(Vec::with_capacity(1 << 20)));
                         }
                     }
                     "flood" => {
-                        for _ in 0..100_000 {
+                        // Far beyond the cap (events + 64) yet quick to
+                        // build: the host must refuse it, not time out.
+                        for _ in 0..5_000 {
                             out.push(Outcome::Unlock(Unlock {
                                 player: actor.player,
                                 code: format!("{}-x", config.id),

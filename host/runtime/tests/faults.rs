@@ -1,0 +1,144 @@
+//! Misbehaving packs beside a good one: the host stays up, the good pack's
+//! outcomes are exactly those of a run without them, and the bad ones are
+//! recorded and quarantined.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use opm_model::plugin::Outcome;
+use opm_plugin_runtime::{ErrorKind, Failure, FailureSink};
+use parking_lot::Mutex;
+
+#[derive(Default)]
+struct Sink(Mutex<Vec<Failure>>);
+
+impl FailureSink for Sink {
+    fn record(&self, f: &Failure) {
+        self.0.lock().push(f.clone());
+    }
+}
+
+const BAD: &[(&str, &str, &str, ErrorKind)] = &[
+    // (file stem / pack id, mode, every, expected error kind)
+    ("loop", "loop", "7", ErrorKind::Timeout),
+    ("panic", "panic", "1", ErrorKind::Trap),
+    ("oom", "oom", "5", ErrorKind::OutOfMemory),
+    ("flood", "flood", "3", ErrorKind::InvalidOutput),
+    ("state-flood", "state-flood", "4", ErrorKind::StateLimit),
+    ("error", "error", "2", ErrorKind::PluginError),
+    ("bad-code", "bad-code", "6", ErrorKind::InvalidOutput),
+];
+
+fn good_only(
+    events: &[opm_model::Event],
+    cache: &std::path::Path,
+) -> (
+    Vec<Outcome>,
+    Vec<(opm_model::plugin::StateKey, opm_model::plugin::StateValue)>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(good_pack(), dir.path().join("good.wasm")).unwrap();
+    let mut cfg = config(cache, 2);
+    cfg.pack_config.insert("good".into(), kv(&[("id", "good")]));
+    let (host, store, _) = new_host(cfg);
+    assert!(host.load_dir(dir.path()).is_empty());
+    let out = run(&host, events, 2, 64);
+    (out, store.snapshot())
+}
+
+#[test]
+fn bad_packs_are_isolated_recorded_and_quarantined() {
+    let events = stream(2, 1500, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let (expected, expected_state) = good_only(&events, &cache);
+
+    let packs = tmp.path().join("packs");
+    std::fs::create_dir_all(&packs).unwrap();
+    std::fs::copy(good_pack(), packs.join("good.wasm")).unwrap();
+    let mut cfg = config(&cache, 2);
+    cfg.pack_config.insert("good".into(), kv(&[("id", "good")]));
+    for (id, mode, every, _) in BAD {
+        std::fs::copy(fault_pack(), packs.join(format!("{id}.wasm"))).unwrap();
+        cfg.pack_config.insert(
+            id.to_string(),
+            kv(&[("id", id), ("mode", mode), ("every", every)]),
+        );
+    }
+    cfg.max_keys_per_player = 64;
+    let (host, store, registry) = new_host(cfg);
+    let sink = Arc::new(Sink::default());
+    let host = host.with_failure_sink(sink.clone());
+    assert!(host.load_dir(&packs).is_empty());
+    assert_eq!(host.status().packs.len(), 1 + BAD.len());
+
+    let out = run(&host, &events, 2, 64);
+
+    let good: Vec<_> = out.iter().filter(|o| &*o.pack == "good").cloned().collect();
+    same(
+        &canonical(&good),
+        &canonical(&expected),
+        "good pack outcomes",
+    );
+    let good_state: Vec<_> = store
+        .snapshot()
+        .into_iter()
+        .filter(|(k, _)| &*k.pack == "good")
+        .collect();
+    same(&good_state, &expected_state, "good pack state");
+
+    let failures = host.failures();
+    assert_eq!(
+        failures.len(),
+        sink.0.lock().len(),
+        "the sink saw every failure"
+    );
+    let status = host.status();
+    for (id, _, _, kind) in BAD {
+        let mine: Vec<_> = failures.iter().filter(|f| &*f.pack == *id).collect();
+        assert!(!mine.is_empty(), "{id}: no failure recorded");
+        assert!(
+            mine.iter().all(|f| f.kind == *kind),
+            "{id}: {:?}",
+            mine.iter().map(|f| f.kind).collect::<Vec<_>>()
+        );
+        let st = status.packs.iter().find(|p| &*p.id == *id).unwrap();
+        assert!(st.quarantines >= 1, "{id} was never quarantined: {st:?}");
+        assert_eq!(st.failures as usize, mine.len());
+        // Each failure names an event the pack was given and skipped.
+        for f in &mine {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.id == f.event_id && e.server == f.server)
+            );
+        }
+        let errors = registry
+            .gather()
+            .into_iter()
+            .find(|m| m.name() == "opm_plugin_errors_total")
+            .unwrap();
+        assert!(
+            errors
+                .get_metric()
+                .iter()
+                .any(|m| m.get_label().iter().any(|l| l.value() == *id)),
+            "{id}: no error metric"
+        );
+    }
+    // The good pack never failed and never was quarantined.
+    let g = status.packs.iter().find(|p| &*p.id == "good").unwrap();
+    assert_eq!((g.failures, g.quarantines), (0, 0));
+    // Bad packs' good events still committed: their clean unlocks are there
+    // for packs that only misbehave on some events.
+    assert!(out.iter().any(|o| &*o.pack == "loop"));
+    // Logs are attributed to the pack and capped per line.
+    let logs = host.logs("loop");
+    assert!(
+        logs.iter()
+            .all(|l| &*l.pack == "loop" && l.message.len() <= 512)
+    );
+    assert!(!logs.is_empty());
+}
