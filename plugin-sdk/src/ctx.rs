@@ -112,7 +112,14 @@ impl<'b> Ctx<'b> {
     /// Reports progress towards `code`. Progress is advisory: when a batch
     /// would exceed the host's outcome limit, progress is dropped (never an
     /// unlock) and a warning is logged.
-    pub fn progress(&mut self, player: impl AsPlayer, code: &str, current: u64, target: u64, ev: &Event<'_>) {
+    pub fn progress(
+        &mut self,
+        player: impl AsPlayer,
+        code: &str,
+        current: u64,
+        target: u64,
+        ev: &Event<'_>,
+    ) {
         if self.outcomes.len() >= self.outcome_limit {
             self.dropped_progress += 1;
             return;

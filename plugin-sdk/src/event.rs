@@ -49,7 +49,12 @@ pub enum Stance {
 
 impl Stance {
     /// Every stance, in contract order.
-    pub const ALL: [Stance; 4] = [Stance::Unknown, Stance::Stand, Stance::Crouch, Stance::Prone];
+    pub const ALL: [Stance; 4] = [
+        Stance::Unknown,
+        Stance::Stand,
+        Stance::Crouch,
+        Stance::Prone,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -135,7 +140,11 @@ pub struct Batch {
 impl Batch {
     /// Assembles a batch from its transport parts (guest glue and harness).
     #[doc(hidden)]
-    pub fn from_parts(events: Vec<RawEvent>, symbols: Vec<String>, players: Vec<PlayerInfo>) -> Batch {
+    pub fn from_parts(
+        events: Vec<RawEvent>,
+        symbols: Vec<String>,
+        players: Vec<PlayerInfo>,
+    ) -> Batch {
         Batch {
             events,
             symbols,
@@ -168,7 +177,10 @@ impl Batch {
     }
 
     pub(crate) fn sym(&self, sym: Sym) -> &str {
-        self.symbols.get(sym as usize).map(String::as_str).unwrap_or("")
+        self.symbols
+            .get(sym as usize)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     pub(crate) fn player_info(&self, player: PlayerRef) -> Option<&PlayerInfo> {
@@ -254,12 +266,18 @@ impl<'a> Event<'a> {
 
     /// Who did it: attacker, killer or the acting player.
     pub fn actor(&self) -> Option<PlayerView<'a>> {
-        self.raw().actor.as_ref().map(|p| PlayerView { batch: self.batch, p })
+        self.raw().actor.as_ref().map(|p| PlayerView {
+            batch: self.batch,
+            p,
+        })
     }
 
     /// Who it was done to: victim or target.
     pub fn target(&self) -> Option<PlayerView<'a>> {
-        self.raw().target.as_ref().map(|p| PlayerView { batch: self.batch, p })
+        self.raw().target.as_ref().map(|p| PlayerView {
+            batch: self.batch,
+            p,
+        })
     }
 
     pub fn weapon(&self) -> &'a str {
@@ -308,7 +326,10 @@ impl<'a> Event<'a> {
     /// Every extra field as (name, value), in the order sent.
     pub fn extras(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let batch = self.batch;
-        self.raw().extra.iter().map(move |(k, v)| (batch.sym(*k), batch.sym(*v)))
+        self.raw()
+            .extra
+            .iter()
+            .map(move |(k, v)| (batch.sym(*k), batch.sym(*v)))
     }
 
     /// The actor killed themself (same identity on both sides).
@@ -323,7 +344,9 @@ impl<'a> Event<'a> {
             return true;
         }
         match (self.actor(), self.target()) {
-            (Some(a), Some(t)) => a.team() != Team::None && a.team() == t.team() && a.guid() != t.guid(),
+            (Some(a), Some(t)) => {
+                a.team() != Team::None && a.team() == t.team() && a.guid() != t.guid()
+            }
             _ => false,
         }
     }
@@ -363,12 +386,18 @@ impl std::fmt::Debug for PlayerView<'_> {
 impl<'a> PlayerView<'a> {
     /// Stable identity: the forum member id once logged in, else the GUID.
     pub fn guid(&self) -> &'a str {
-        self.batch.player_info(self.p.player).map(|i| i.guid.as_str()).unwrap_or("")
+        self.batch
+            .player_info(self.p.player)
+            .map(|i| i.guid.as_str())
+            .unwrap_or("")
     }
 
     /// Display name without colour codes.
     pub fn name(&self) -> &'a str {
-        self.batch.player_info(self.p.player).map(|i| i.name.as_str()).unwrap_or("")
+        self.batch
+            .player_info(self.p.player)
+            .map(|i| i.name.as_str())
+            .unwrap_or("")
     }
 
     pub fn team(&self) -> Team {

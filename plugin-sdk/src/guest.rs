@@ -3,7 +3,9 @@
 
 use crate::event::{PlayerInfo, RawEvent, RawParticipant};
 use crate::state::{Backend, Level, Scope};
-use crate::{Batch, Config, Ctx, EventKind, Outcome, Pack, PackError, PlayerRef, Stance, Team, Vec3};
+use crate::{
+    Batch, Config, Ctx, EventKind, Outcome, Pack, PackError, PlayerRef, Stance, Team, Vec3,
+};
 
 #[doc(hidden)]
 pub mod bindings {
@@ -38,7 +40,10 @@ fn kind_to_wit(kind: EventKind) -> types::EventKind {
 }
 
 /// Builds the pack on first use and describes it.
-pub fn describe<P: Pack>(slot: &mut Option<P>, config: Vec<(String, String)>) -> Result<WitPackInfo, WitPluginError> {
+pub fn describe<P: Pack>(
+    slot: &mut Option<P>,
+    config: Vec<(String, String)>,
+) -> Result<WitPackInfo, WitPluginError> {
     let pack = slot.get_or_insert_with(P::default);
     let info = pack.describe(&Config::new(config)).map_err(wit_error)?;
     info.validate().map_err(wit_error)?;
@@ -76,7 +81,11 @@ fn participant(p: types::Participant) -> RawParticipant {
     RawParticipant {
         player: p.player,
         team: Team::ALL[p.team as usize],
-        position: p.position.map(|v| Vec3 { x: v.x, y: v.y, z: v.z }),
+        position: p.position.map(|v| Vec3 {
+            x: v.x,
+            y: v.y,
+            z: v.z,
+        }),
         pitch: p.pitch,
         yaw: p.yaw,
         stance: Stance::ALL[p.stance as usize],
@@ -113,7 +122,10 @@ fn batch(b: WitBatch) -> Batch {
     let players = b
         .players
         .into_iter()
-        .map(|p| PlayerInfo { guid: p.guid, name: p.name })
+        .map(|p| PlayerInfo {
+            guid: p.guid,
+            name: p.name,
+        })
         .collect();
     Batch::from_parts(events, b.symbols, players)
 }
@@ -139,7 +151,8 @@ impl Backend for Imports {
         wstate::get(at, scope(s), player, key)
     }
     fn get_many(&mut self, at: u32, s: Scope, keys: &[(PlayerRef, &str)]) -> Vec<i64> {
-        let keys: Vec<(PlayerRef, String)> = keys.iter().map(|(p, k)| (*p, k.to_string())).collect();
+        let keys: Vec<(PlayerRef, String)> =
+            keys.iter().map(|(p, k)| (*p, k.to_string())).collect();
         wstate::get_many(at, scope(s), &keys)
     }
     fn put(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str, value: i64) {
@@ -151,7 +164,14 @@ impl Backend for Imports {
     fn get_blob(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str) -> Vec<u8> {
         wstate::get_blob(at, scope(s), player, key)
     }
-    fn set_insert(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str, member: &str) -> bool {
+    fn set_insert(
+        &mut self,
+        at: u32,
+        s: Scope,
+        player: PlayerRef,
+        key: &str,
+        member: &str,
+    ) -> bool {
         wstate::set_insert(at, scope(s), player, key, member)
     }
     fn set_count(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str) -> u32 {
@@ -169,7 +189,10 @@ impl Backend for Imports {
 }
 
 /// Runs one batch through the pack.
-pub fn on_batch<P: Pack>(slot: &mut Option<P>, b: WitBatch) -> Result<Vec<WitOutcome>, WitPluginError> {
+pub fn on_batch<P: Pack>(
+    slot: &mut Option<P>,
+    b: WitBatch,
+) -> Result<Vec<WitOutcome>, WitPluginError> {
     let pack = slot.get_or_insert_with(P::default);
     let batch = batch(b);
     let mut imports = Imports;
@@ -179,7 +202,15 @@ pub fn on_batch<P: Pack>(slot: &mut Option<P>, b: WitBatch) -> Result<Vec<WitOut
         .finish()
         .into_iter()
         .map(|o| match o {
-            Outcome::Unlock { player, code, event_id } => meta::Outcome::Unlock(meta::Unlock { player, code, event_id }),
+            Outcome::Unlock {
+                player,
+                code,
+                event_id,
+            } => meta::Outcome::Unlock(meta::Unlock {
+                player,
+                code,
+                event_id,
+            }),
             Outcome::Progress {
                 player,
                 code,

@@ -146,7 +146,10 @@ define_event_kind! {
 impl EventKind {
     /// The kind at a contract index (the generated bindings' discriminant).
     pub fn from_index(index: usize) -> EventKind {
-        EventKind::ALL.get(index).copied().unwrap_or(EventKind::Other)
+        EventKind::ALL
+            .get(index)
+            .copied()
+            .unwrap_or(EventKind::Other)
     }
 
     /// Kinds in which the actor killed the target, teamkills included.
@@ -177,7 +180,10 @@ mod tests {
     #[test]
     fn same_list_as_the_host_model() {
         let ours: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-        let host: Vec<&str> = opm_model::EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        let host: Vec<&str> = opm_model::EventKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
         assert_eq!(ours, host);
     }
 }

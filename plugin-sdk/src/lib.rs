@@ -63,17 +63,17 @@ pub use event::{PlayerInfo, RawEvent, RawParticipant};
 pub use kind::EventKind;
 pub use pack::{AchievementInfo, Config, Pack, PackError, PackInfo, Subscription};
 pub use rules::{Aggregate, Closed, Filter, MatchResult, Per};
-pub use state::{Level, Scope, State};
 #[doc(hidden)]
 pub use state::Backend;
+pub use state::{Level, Scope, State};
 pub use table::{Achievement, Rule};
 
 /// Everything a pack usually needs.
 pub mod prelude {
     pub use crate::rules::{Aggregate, Closed, Filter, MatchResult, Per, filtered_key};
     pub use crate::{
-        Achievement, AsPlayer, Batch, Config, Ctx, Event, EventKind, Level, Pack, PackError, PackInfo, Player,
-        PlayerView, Rule, Scope, Stance, Subscription, Team, export_pack,
+        Achievement, AsPlayer, Batch, Config, Ctx, Event, EventKind, Level, Pack, PackError,
+        PackInfo, Player, PlayerView, Rule, Scope, Stance, Subscription, Team, export_pack,
     };
 }
 

@@ -49,7 +49,10 @@ impl Config {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A numeric setting, `default` when absent; an unparsable value is a
@@ -57,10 +60,9 @@ impl Config {
     pub fn get_u64(&self, name: &str, default: u64) -> Result<u64, PackError> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| PackError::BadConfig(format!("{name}: expected a whole number, got {v:?}"))),
+            Some(v) => v.trim().parse().map_err(|_| {
+                PackError::BadConfig(format!("{name}: expected a whole number, got {v:?}"))
+            }),
         }
     }
 
@@ -140,7 +142,8 @@ impl PackInfo {
 
     /// Adds every achievement of a declarative table.
     pub fn achievements(mut self, table: &[Achievement]) -> PackInfo {
-        self.achievements.extend(table.iter().map(Achievement::info));
+        self.achievements
+            .extend(table.iter().map(Achievement::info));
         self
     }
 
@@ -156,7 +159,9 @@ impl PackInfo {
 
     /// Whether any subscription delivers an event with these fields.
     pub fn delivers(&self, kind: EventKind, weapon: &str, map: &str) -> bool {
-        self.subscriptions.iter().any(|s| s.matches(kind, weapon, map))
+        self.subscriptions
+            .iter()
+            .any(|s| s.matches(kind, weapon, map))
     }
 
     /// Checks what the host checks at load: a lower-case id, unique
@@ -164,8 +169,16 @@ impl PackInfo {
     /// one subscription.
     pub fn validate(&self) -> Result<(), PackError> {
         let bad = |m: String| Err(PackError::BadConfig(m));
-        if self.id.is_empty() || self.id.chars().any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')) {
-            return bad(format!("pack id {:?} must be lower-case ascii, digits, '-' or '_'", self.id));
+        if self.id.is_empty()
+            || self
+                .id
+                .chars()
+                .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+        {
+            return bad(format!(
+                "pack id {:?} must be lower-case ascii, digits, '-' or '_'",
+                self.id
+            ));
         }
         if self.subscriptions.iter().all(|s| s.kinds.is_empty()) {
             return bad("the pack subscribes to no event kind".to_string());
@@ -173,7 +186,10 @@ impl PackInfo {
         let mut codes: Vec<&str> = Vec::with_capacity(self.achievements.len());
         for a in &self.achievements {
             if a.code.is_empty() || a.code.len() > 64 {
-                return bad(format!("achievement code {:?} must be 1 to 64 bytes", a.code));
+                return bad(format!(
+                    "achievement code {:?} must be 1 to 64 bytes",
+                    a.code
+                ));
             }
             if codes.contains(&a.code.as_str()) {
                 return bad(format!("achievement code {:?} is declared twice", a.code));

@@ -5,10 +5,10 @@
 //! Every helper decides from host state and event fields only, so its
 //! outcomes do not depend on how the host splits events into batches.
 
+use crate::Ctx;
 use crate::event::{AsPlayer, Event};
 use crate::limits;
 use crate::table::{Achievement, Rule};
-use crate::Ctx;
 
 /// Progress is reported each time a counter crosses a multiple of this
 /// step, about every 5 % of the target: often enough for a progress bar,
@@ -47,7 +47,10 @@ pub fn milestone_outcomes<'r>(
     (unlocked, progress)
 }
 
-fn milestone_rungs<'t>(table: &'t [Achievement], stat: &'t str) -> impl Iterator<Item = (&'t str, u64)> + Clone + 't {
+fn milestone_rungs<'t>(
+    table: &'t [Achievement],
+    stat: &'t str,
+) -> impl Iterator<Item = (&'t str, u64)> + Clone + 't {
     table.iter().filter_map(move |a| match a.rule {
         Rule::Milestone { stat: s, threshold } if s == stat => Some((a.code, threshold)),
         _ => None,
@@ -147,7 +150,10 @@ impl Timestamps {
 
     /// How many recorded times lie in `[t - window_ms, t]`.
     pub fn count_within(&self, t: i64, window_ms: i64) -> u32 {
-        self.0.iter().filter(|&&x| x >= t - window_ms && x <= t).count() as u32
+        self.0
+            .iter()
+            .filter(|&&x| x >= t - window_ms && x <= t)
+            .count() as u32
     }
 
     pub fn as_slice(&self) -> &[i64] {
@@ -160,7 +166,14 @@ impl Ctx<'_> {
     /// every [`Rule::Milestone`] of `table` on that stat: unlocks the rungs
     /// crossed and reports progress towards the next one. Returns the new
     /// value. For a filtered counter pass a key from [`Filter::key`].
-    pub fn count(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, delta: i64, table: &[Achievement]) -> i64 {
+    pub fn count(
+        &mut self,
+        ev: &Event<'_>,
+        player: impl AsPlayer,
+        stat: &str,
+        delta: i64,
+        table: &[Achievement],
+    ) -> i64 {
         let player = player.player();
         let new = self.lifetime(ev, player).add(stat, delta);
         self.award_milestones(ev, player, new - delta, new, milestone_rungs(table, stat));
@@ -169,7 +182,14 @@ impl Ctx<'_> {
 
     /// Like [`Ctx::count`] with an explicit ladder of `(code, threshold)`
     /// instead of a table, for thresholds that come from configuration.
-    pub fn count_ladder(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, delta: i64, rungs: &[(&str, u64)]) -> i64 {
+    pub fn count_ladder(
+        &mut self,
+        ev: &Event<'_>,
+        player: impl AsPlayer,
+        stat: &str,
+        delta: i64,
+        rungs: &[(&str, u64)],
+    ) -> i64 {
         let player = player.player();
         let new = self.lifetime(ev, player).add(stat, delta);
         self.award_milestones(ev, player, new - delta, new, rungs.iter().copied());
@@ -197,7 +217,13 @@ impl Ctx<'_> {
     /// [`Rule::Streak`] of `table` on that stat the streak reaches. The
     /// counter lives in the life scope, so it starts again after every
     /// death or respawn. Returns the streak.
-    pub fn streak(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, table: &[Achievement]) -> i64 {
+    pub fn streak(
+        &mut self,
+        ev: &Event<'_>,
+        player: impl AsPlayer,
+        stat: &str,
+        table: &[Achievement],
+    ) -> i64 {
         let player = player.player();
         let new = self.per_life(ev, player).add(stat, 1);
         for a in table {
@@ -220,12 +246,22 @@ impl Ctx<'_> {
     /// lifetime blob, pruned to the longest window. Returns the count
     /// within the longest window. Assumes event time does not run
     /// backwards for a player, which the host's tracker guarantees.
-    pub fn window(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, table: &[Achievement]) -> u32 {
+    pub fn window(
+        &mut self,
+        ev: &Event<'_>,
+        player: impl AsPlayer,
+        stat: &str,
+        table: &[Achievement],
+    ) -> u32 {
         let player = player.player();
         let windows: Vec<(&str, u32, i64)> = table
             .iter()
             .filter_map(|a| match a.rule {
-                Rule::Window { stat: s, n, window_ms } if s == stat => Some((a.code, n, window_ms)),
+                Rule::Window {
+                    stat: s,
+                    n,
+                    window_ms,
+                } if s == stat => Some((a.code, n, window_ms)),
                 _ => None,
             })
             .collect();
@@ -252,7 +288,14 @@ impl Ctx<'_> {
     /// Adds `member` to the player's lifetime set `set` and unlocks every
     /// [`Rule::Distinct`] of `table` on that set the count reaches, with
     /// progress towards the next. Returns the number of distinct members.
-    pub fn distinct(&mut self, ev: &Event<'_>, player: impl AsPlayer, set: &str, member: &str, table: &[Achievement]) -> u32 {
+    pub fn distinct(
+        &mut self,
+        ev: &Event<'_>,
+        player: impl AsPlayer,
+        set: &str,
+        member: &str,
+        table: &[Achievement],
+    ) -> u32 {
         let player = player.player();
         let mut state = self.lifetime(ev, player);
         let new = state.insert(set, member);
@@ -293,7 +336,13 @@ impl MatchResult {
 
 impl Ctx<'_> {
     /// Adds to the player's counter `stat` in the event's match.
-    pub fn count_in_match(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str, delta: i64) -> i64 {
+    pub fn count_in_match(
+        &mut self,
+        ev: &Event<'_>,
+        player: impl AsPlayer,
+        stat: &str,
+        delta: i64,
+    ) -> i64 {
         self.per_match(ev, player).add(stat, delta)
     }
 
@@ -362,7 +411,9 @@ impl Aggregate {
 
     fn decode(&self, bytes: &[u8]) -> Option<Closed> {
         let len = u16::from_le_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
-        let instance = std::str::from_utf8(bytes.get(2..2 + len)?).ok()?.to_string();
+        let instance = std::str::from_utf8(bytes.get(2..2 + len)?)
+            .ok()?
+            .to_string();
         let mut values: Vec<i64> = bytes[2 + len..]
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")))
@@ -384,7 +435,14 @@ impl Aggregate {
     /// Adds `delta` to counter `field` of the player's aggregate for the
     /// event's match. If the stored aggregate belongs to an earlier match,
     /// it is returned, closed, and a new one is started.
-    pub fn add(&self, ctx: &mut Ctx<'_>, ev: &Event<'_>, player: impl AsPlayer, field: usize, delta: i64) -> Option<Closed> {
+    pub fn add(
+        &self,
+        ctx: &mut Ctx<'_>,
+        ev: &Event<'_>,
+        player: impl AsPlayer,
+        field: usize,
+        delta: i64,
+    ) -> Option<Closed> {
         let instance = self.instance(ev);
         let mut state = ctx.lifetime(ev, player);
         let stored = self.decode(&state.blob(self.key));
@@ -406,7 +464,12 @@ impl Aggregate {
     }
 
     /// Closes the player's open aggregate, whatever match it belongs to.
-    pub fn close(&self, ctx: &mut Ctx<'_>, ev: &Event<'_>, player: impl AsPlayer) -> Option<Closed> {
+    pub fn close(
+        &self,
+        ctx: &mut Ctx<'_>,
+        ev: &Event<'_>,
+        player: impl AsPlayer,
+    ) -> Option<Closed> {
         let mut state = ctx.lifetime(ev, player);
         let stored = self.decode(&state.blob(self.key));
         if stored.is_some() {

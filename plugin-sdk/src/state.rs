@@ -55,7 +55,14 @@ pub trait Backend {
     fn put(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str, value: i64);
     fn put_blob(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str, value: &[u8]);
     fn get_blob(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str) -> Vec<u8>;
-    fn set_insert(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str, member: &str) -> bool;
+    fn set_insert(
+        &mut self,
+        at: u32,
+        scope: Scope,
+        player: PlayerRef,
+        key: &str,
+        member: &str,
+    ) -> bool;
     fn set_count(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str) -> u32;
     fn log(&mut self, level: Level, message: &str);
 }
@@ -72,7 +79,8 @@ pub struct State<'c> {
 impl State<'_> {
     /// Adds to a counter and returns the new value (absent counts as 0).
     pub fn add(&mut self, key: &str, delta: i64) -> i64 {
-        self.backend.add(self.at, self.scope, self.player, key, delta)
+        self.backend
+            .add(self.at, self.scope, self.player, key, delta)
     }
 
     /// Reads a counter; 0 when absent.
@@ -88,7 +96,8 @@ impl State<'_> {
 
     /// Overwrites a counter.
     pub fn put(&mut self, key: &str, value: i64) {
-        self.backend.put(self.at, self.scope, self.player, key, value)
+        self.backend
+            .put(self.at, self.scope, self.player, key, value)
     }
 
     /// Raises a counter to `value` if it is below; returns the maximum.
@@ -109,16 +118,19 @@ impl State<'_> {
 
     /// Stores a blob of at most 4 KiB; an empty blob deletes it.
     pub fn put_blob(&mut self, key: &str, value: &[u8]) {
-        self.backend.put_blob(self.at, self.scope, self.player, key, value)
+        self.backend
+            .put_blob(self.at, self.scope, self.player, key, value)
     }
 
     /// Adds a member to a distinct set; true when it is new.
     pub fn insert(&mut self, set: &str, member: &str) -> bool {
-        self.backend.set_insert(self.at, self.scope, self.player, set, member)
+        self.backend
+            .set_insert(self.at, self.scope, self.player, set, member)
     }
 
     /// Number of distinct members in a set.
     pub fn count(&mut self, set: &str) -> u32 {
-        self.backend.set_count(self.at, self.scope, self.player, set)
+        self.backend
+            .set_count(self.at, self.scope, self.player, set)
     }
 }

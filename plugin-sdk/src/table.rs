@@ -29,7 +29,11 @@ pub enum Rule {
     Streak { stat: &'static str, n: u64 },
     /// `n` within `window_ms` of event time (multi-kills). Evaluated by
     /// [`Ctx::window`](crate::Ctx::window).
-    Window { stat: &'static str, n: u32, window_ms: i64 },
+    Window {
+        stat: &'static str,
+        n: u32,
+        window_ms: i64,
+    },
     /// `n` distinct members of the lifetime set `set`. Evaluated by
     /// [`Ctx::distinct`](crate::Ctx::distinct).
     Distinct { set: &'static str, n: u32 },
@@ -37,7 +41,11 @@ pub enum Rule {
     /// in `min..=max`. Counted with [`Ctx::count_in_match`](crate::Ctx::count_in_match),
     /// evaluated by [`Ctx::finish_match`](crate::Ctx::finish_match) on the
     /// player's `match_outcome`.
-    PerMatch { stat: &'static str, min: i64, max: i64 },
+    PerMatch {
+        stat: &'static str,
+        min: i64,
+        max: i64,
+    },
     /// The pack awards it itself; `target` is what progress counts to.
     Custom { target: u64 },
 }
@@ -59,7 +67,11 @@ pub struct Achievement {
 impl Achievement {
     /// A one-off feat in category "basic", tier 1, 10 points; refine it
     /// with the builder methods.
-    pub const fn new(code: &'static str, name: &'static str, description: &'static str) -> Achievement {
+    pub const fn new(
+        code: &'static str,
+        name: &'static str,
+        description: &'static str,
+    ) -> Achievement {
         Achievement {
             code,
             name,

@@ -16,18 +16,59 @@ const STREAKS: [(&str, u64); 2] = [("s3", 3), ("s7", 7)];
 const WINDOWS: [(&str, u32, i64); 3] = [("w2", 2, 1_000), ("w3", 3, 2_500), ("w4", 4, 5_000)];
 
 const TABLE: &[Achievement] = &[
-    Achievement::new("m1", "M1", "").rule(Rule::Milestone { stat: "kills", threshold: 1 }),
-    Achievement::new("m5", "M5", "").rule(Rule::Milestone { stat: "kills", threshold: 5 }),
-    Achievement::new("m20", "M20", "").rule(Rule::Milestone { stat: "kills", threshold: 20 }),
-    Achievement::new("m50", "M50", "").rule(Rule::Milestone { stat: "kills", threshold: 50 }),
-    Achievement::new("s3", "S3", "").rule(Rule::Streak { stat: "streak", n: 3 }),
-    Achievement::new("s7", "S7", "").rule(Rule::Streak { stat: "streak", n: 7 }),
-    Achievement::new("w2", "W2", "").rule(Rule::Window { stat: "kills", n: 2, window_ms: 1_000 }),
-    Achievement::new("w3", "W3", "").rule(Rule::Window { stat: "kills", n: 3, window_ms: 2_500 }),
-    Achievement::new("w4", "W4", "").rule(Rule::Window { stat: "kills", n: 4, window_ms: 5_000 }),
-    Achievement::new("d3", "D3", "").rule(Rule::Distinct { set: "weapons", n: 3 }),
-    Achievement::new("busy", "Busy", "").rule(Rule::PerMatch { stat: "kills", min: 3, max: i64::MAX }),
-    Achievement::new("pacifist", "Pacifist", "").rule(Rule::PerMatch { stat: "kills", min: 0, max: 0 }),
+    Achievement::new("m1", "M1", "").rule(Rule::Milestone {
+        stat: "kills",
+        threshold: 1,
+    }),
+    Achievement::new("m5", "M5", "").rule(Rule::Milestone {
+        stat: "kills",
+        threshold: 5,
+    }),
+    Achievement::new("m20", "M20", "").rule(Rule::Milestone {
+        stat: "kills",
+        threshold: 20,
+    }),
+    Achievement::new("m50", "M50", "").rule(Rule::Milestone {
+        stat: "kills",
+        threshold: 50,
+    }),
+    Achievement::new("s3", "S3", "").rule(Rule::Streak {
+        stat: "streak",
+        n: 3,
+    }),
+    Achievement::new("s7", "S7", "").rule(Rule::Streak {
+        stat: "streak",
+        n: 7,
+    }),
+    Achievement::new("w2", "W2", "").rule(Rule::Window {
+        stat: "kills",
+        n: 2,
+        window_ms: 1_000,
+    }),
+    Achievement::new("w3", "W3", "").rule(Rule::Window {
+        stat: "kills",
+        n: 3,
+        window_ms: 2_500,
+    }),
+    Achievement::new("w4", "W4", "").rule(Rule::Window {
+        stat: "kills",
+        n: 4,
+        window_ms: 5_000,
+    }),
+    Achievement::new("d3", "D3", "").rule(Rule::Distinct {
+        set: "weapons",
+        n: 3,
+    }),
+    Achievement::new("busy", "Busy", "").rule(Rule::PerMatch {
+        stat: "kills",
+        min: 3,
+        max: i64::MAX,
+    }),
+    Achievement::new("pacifist", "Pacifist", "").rule(Rule::PerMatch {
+        stat: "kills",
+        min: 0,
+        max: 0,
+    }),
 ];
 
 /// A pack exercising every table-driven helper.
@@ -38,7 +79,10 @@ impl Pack for Probe {
     fn describe(&mut self, _config: &Config) -> Result<PackInfo, PackError> {
         Ok(PackInfo::new("probe", "0.0.1")
             .achievements(TABLE)
-            .subscribe(Subscription::kinds(&[EventKind::PlayerKill, EventKind::MatchOutcome])))
+            .subscribe(Subscription::kinds(&[
+                EventKind::PlayerKill,
+                EventKind::MatchOutcome,
+            ])))
     }
 
     fn on_batch(&mut self, ctx: &mut Ctx<'_>, batch: &Batch) -> Result<(), PackError> {
@@ -65,8 +109,15 @@ impl Pack for Probe {
 #[derive(Debug, Clone)]
 enum Step {
     /// `killer` kills `victim` (a suicide when equal) `gap` ms later.
-    Kill { killer: u8, victim: u8, gap: u32, weapon: u8 },
-    Spawn { player: u8 },
+    Kill {
+        killer: u8,
+        victim: u8,
+        gap: u32,
+        weapon: u8,
+    },
+    Spawn {
+        player: u8,
+    },
     NewMatch,
 }
 
@@ -84,7 +135,12 @@ fn fixture(steps: &[Step]) -> String {
     let ts = |t: u64| format!("{}.{:03}", t / 1000, t % 1000);
     for s in steps {
         let line = match s {
-            Step::Kill { killer, victim, gap, weapon } => {
+            Step::Kill {
+                killer,
+                victim,
+                gap,
+                weapon,
+            } => {
                 t += u64::from(*gap);
                 format!(
                     r#"{{"type":"player_kill","attacker_guid":"p{killer}","victim_guid":"p{victim}","weapon":"w{weapon}","timestamp":"{}"}}"#,
@@ -93,7 +149,10 @@ fn fixture(steps: &[Step]) -> String {
             }
             Step::Spawn { player } => {
                 t += 1;
-                format!(r#"{{"type":"player_spawn","player_guid":"p{player}","timestamp":"{}"}}"#, ts(t))
+                format!(
+                    r#"{{"type":"player_spawn","player_guid":"p{player}","timestamp":"{}"}}"#,
+                    ts(t)
+                )
             }
             Step::NewMatch => {
                 t += 1;
@@ -141,7 +200,10 @@ fn reference(events: &[opm_model::Event]) -> Vec<GoldenOutcome> {
         let Some(p) = credited(ev) else {
             continue;
         };
-        let mine: Vec<&opm_model::Event> = history.iter().filter(|e| credited(e).as_deref() == Some(&p)).collect();
+        let mine: Vec<&opm_model::Event> = history
+            .iter()
+            .filter(|e| credited(e).as_deref() == Some(&p))
+            .collect();
         // Lifetime milestones, progress every 5 % of the next rung.
         let c = mine.len() as u64;
         for (code, t) in MILESTONES {
@@ -149,13 +211,21 @@ fn reference(events: &[opm_model::Event]) -> Vec<GoldenOutcome> {
                 out.push(unlock(&p, code, ev.id));
             }
         }
-        if let Some((code, t)) = MILESTONES.iter().copied().filter(|(_, t)| *t > c).min_by_key(|(_, t)| *t) {
+        if let Some((code, t)) = MILESTONES
+            .iter()
+            .copied()
+            .filter(|(_, t)| *t > c)
+            .min_by_key(|(_, t)| *t)
+        {
             let step = (t / 20).max(1);
             if (c - 1) / step < c / step {
                 out.push(GoldenOutcome {
                     player: p.clone(),
                     code: code.to_string(),
-                    kind: OutcomeKind::Progress { current: c, target: t },
+                    kind: OutcomeKind::Progress {
+                        current: c,
+                        target: t,
+                    },
                     event_id: ev.id,
                 });
             }
@@ -174,7 +244,10 @@ fn reference(events: &[opm_model::Event]) -> Vec<GoldenOutcome> {
         // Windows: runs reaching n, from counts at this kill and the last.
         let count_at = |i: usize, w: i64| {
             let t = mine[i].time_ms;
-            mine[..=i].iter().filter(|e| e.time_ms >= t - w && e.time_ms <= t).count() as u32
+            mine[..=i]
+                .iter()
+                .filter(|e| e.time_ms >= t - w && e.time_ms <= t)
+                .count() as u32
         };
         let last = mine.len() - 1;
         for (code, n, w) in WINDOWS {
@@ -198,7 +271,10 @@ fn reference(events: &[opm_model::Event]) -> Vec<GoldenOutcome> {
                 out.push(GoldenOutcome {
                     player: p.clone(),
                     code: "d3".to_string(),
-                    kind: OutcomeKind::Progress { current: after, target: 3 },
+                    kind: OutcomeKind::Progress {
+                        current: after,
+                        target: 3,
+                    },
                     event_id: ev.id,
                 });
             }
@@ -281,7 +357,8 @@ fn the_host_limits_are_enforced() {
     struct LongKey;
     impl Pack for LongKey {
         fn describe(&mut self, _config: &Config) -> Result<PackInfo, PackError> {
-            Ok(PackInfo::new("long-key", "0.0.1").subscribe(Subscription::kinds(&[EventKind::Jump])))
+            Ok(PackInfo::new("long-key", "0.0.1")
+                .subscribe(Subscription::kinds(&[EventKind::Jump])))
         }
         fn on_batch(&mut self, ctx: &mut Ctx<'_>, batch: &Batch) -> Result<(), PackError> {
             for ev in batch.events() {
@@ -302,7 +379,11 @@ fn the_host_limits_are_enforced() {
 fn round_aggregates_close_on_the_next_round() {
     #[derive(Default)]
     struct Rounds;
-    const KILLS: Aggregate = Aggregate { key: "round", per: Per::Round, fields: 1 };
+    const KILLS: Aggregate = Aggregate {
+        key: "round",
+        per: Per::Round,
+        fields: 1,
+    };
     impl Pack for Rounds {
         fn describe(&mut self, _config: &Config) -> Result<PackInfo, PackError> {
             Ok(PackInfo::new("rounds", "0.0.1")
@@ -311,7 +392,9 @@ fn round_aggregates_close_on_the_next_round() {
         }
         fn on_batch(&mut self, ctx: &mut Ctx<'_>, batch: &Batch) -> Result<(), PackError> {
             for ev in batch.events() {
-                let Some(k) = ev.credited_kill() else { continue };
+                let Some(k) = ev.credited_kill() else {
+                    continue;
+                };
                 if let Some(closed) = KILLS.add(ctx, &ev, k, 0, 1)
                     && closed.values[0] >= 3
                 {
@@ -321,11 +404,34 @@ fn round_aggregates_close_on_the_next_round() {
             Ok(())
         }
     }
-    let kill = |t: u32| format!(r#"{{"type":"player_kill","attacker_guid":"a","victim_guid":"b","timestamp":"{t}"}}"#);
-    let round = |n: u32, t: u32| format!(r#"{{"type":"round_start","round_number":"{n}","timestamp":"{t}"}}"#);
-    let jsonl = [round(1, 1), kill(2), kill(3), kill(4), round(2, 5), kill(6), kill(7), round(3, 8), kill(9)].join("\n");
-    let out = Harness::<Rounds>::new().unwrap().run_jsonl(&jsonl, &Split::Each).unwrap();
+    let kill = |t: u32| {
+        format!(
+            r#"{{"type":"player_kill","attacker_guid":"a","victim_guid":"b","timestamp":"{t}"}}"#
+        )
+    };
+    let round = |n: u32, t: u32| {
+        format!(r#"{{"type":"round_start","round_number":"{n}","timestamp":"{t}"}}"#)
+    };
+    let jsonl = [
+        round(1, 1),
+        kill(2),
+        kill(3),
+        kill(4),
+        round(2, 5),
+        kill(6),
+        kill(7),
+        round(3, 8),
+        kill(9),
+    ]
+    .join("\n");
+    let out = Harness::<Rounds>::new()
+        .unwrap()
+        .run_jsonl(&jsonl, &Split::Each)
+        .unwrap();
     // Round 1 (three kills) is closed by the first kill of round 2; round 2
     // had two.
-    assert_eq!(out, vec![unlock("a", "round_3", opm_plugin_sdk::testing::event_id(6))]);
+    assert_eq!(
+        out,
+        vec![unlock("a", "round_3", opm_plugin_sdk::testing::event_id(6))]
+    );
 }

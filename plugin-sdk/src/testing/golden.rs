@@ -59,11 +59,13 @@ pub fn read_expected(path: &Path) -> Result<Vec<GoldenOutcome>, HarnessError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        out.push(serde_json::from_str(line).map_err(|e| HarnessError::Golden {
-            path: path.display().to_string(),
-            line: n + 1,
-            reason: e.to_string(),
-        })?);
+        out.push(
+            serde_json::from_str(line).map_err(|e| HarnessError::Golden {
+                path: path.display().to_string(),
+                line: n + 1,
+                reason: e.to_string(),
+            })?,
+        );
     }
     Ok(out)
 }
@@ -81,7 +83,10 @@ pub fn write_expected(path: &Path, outcomes: &[GoldenOutcome]) -> Result<(), Har
 fn describe_mismatch(what: &str, expected: &[GoldenOutcome], actual: &[GoldenOutcome]) -> String {
     let first = expected.iter().zip(actual).position(|(e, a)| e != a);
     let at = first.unwrap_or(expected.len().min(actual.len()));
-    let line = |v: &[GoldenOutcome]| v.get(at).map_or("(nothing)".to_string(), GoldenOutcome::to_line);
+    let line = |v: &[GoldenOutcome]| {
+        v.get(at)
+            .map_or("(nothing)".to_string(), GoldenOutcome::to_line)
+    };
     format!(
         "{what}: {} outcomes expected, {} produced; first difference at outcome {}:\n  expected {}\n  actual   {}",
         expected.len(),
@@ -110,7 +115,12 @@ pub fn check_golden<P: Pack>(events_path: &Path) -> Result<(), HarnessError> {
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_suffix(".events.jsonl"))
-        .ok_or_else(|| HarnessError::Mismatch(format!("{} is not a NAME.events.jsonl file", events_path.display())))?;
+        .ok_or_else(|| {
+            HarnessError::Mismatch(format!(
+                "{} is not a NAME.events.jsonl file",
+                events_path.display()
+            ))
+        })?;
     let expected_path = events_path.with_file_name(format!("{name}.expected.jsonl"));
     let text = std::fs::read_to_string(events_path).map_err(io(events_path))?;
     let events = prepare(&text)?;
@@ -123,10 +133,17 @@ pub fn check_golden<P: Pack>(events_path: &Path) -> Result<(), HarnessError> {
         read_expected(&expected_path)?
     };
     for (split, fresh) in splits() {
-        let actual = Harness::<P>::new()?.fresh_instances(fresh).run(&events, &split)?;
+        let actual = Harness::<P>::new()?
+            .fresh_instances(fresh)
+            .run(&events, &split)?;
         if actual != expected {
-            let what = format!("{name} with {split:?}{}", if fresh { " on fresh instances" } else { "" });
-            return Err(HarnessError::Mismatch(describe_mismatch(&what, &expected, &actual)));
+            let what = format!(
+                "{name} with {split:?}{}",
+                if fresh { " on fresh instances" } else { "" }
+            );
+            return Err(HarnessError::Mismatch(describe_mismatch(
+                &what, &expected, &actual,
+            )));
         }
     }
     Ok(())
@@ -149,10 +166,24 @@ pub fn golden_dir<P: Pack>(dir: impl AsRef<Path>) {
         .filter(|p| p.to_str().is_some_and(|s| s.ends_with(".events.jsonl")))
         .collect();
     fixtures.sort();
-    assert!(!fixtures.is_empty(), "no *.events.jsonl fixtures in {}", dir.display());
+    assert!(
+        !fixtures.is_empty(),
+        "no *.events.jsonl fixtures in {}",
+        dir.display()
+    );
     let failures: Vec<String> = fixtures
         .iter()
-        .filter_map(|f| check_golden::<P>(f).err().map(|e| format!("{}: {e}", f.display())))
+        .filter_map(|f| {
+            check_golden::<P>(f)
+                .err()
+                .map(|e| format!("{}: {e}", f.display()))
+        })
         .collect();
-    assert!(failures.is_empty(), "{} of {} fixtures failed:\n{}", failures.len(), fixtures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        failures.len(),
+        fixtures.len(),
+        failures.join("\n")
+    );
 }

@@ -23,8 +23,8 @@ use opm_model::tracker::{SYNTHETIC_ID_BITS, Tracker};
 use opm_model::wire::{DecodeContext, decode_body};
 use thiserror::Error;
 
-pub use opm_model::plugin::OutcomeKind;
 pub use golden::{GoldenOutcome, check_golden, golden_dir, read_expected, write_expected};
+pub use opm_model::plugin::OutcomeKind;
 pub use store::{StateKey, StateValue};
 
 use crate::event::{PlayerInfo, RawEvent, RawParticipant};
@@ -59,7 +59,11 @@ pub enum HarnessError {
         source: std::io::Error,
     },
     #[error("{path} line {line}: {reason}")]
-    Golden { path: String, line: usize, reason: String },
+    Golden {
+        path: String,
+        line: usize,
+        reason: String,
+    },
     #[error("{0}")]
     Mismatch(String),
 }
@@ -144,7 +148,9 @@ impl Split {
                 }
                 Split::Seeded(_) => {
                     // A 64-bit LCG: deterministic without a dependency.
-                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407);
                     1 + ((state >> 33) % 16) as usize
                 }
             };
@@ -210,7 +216,11 @@ impl<P: Pack> Harness<P> {
     }
 
     /// Runs a JSONL fixture.
-    pub fn run_jsonl(&mut self, jsonl: &str, split: &Split) -> Result<Vec<GoldenOutcome>, HarnessError> {
+    pub fn run_jsonl(
+        &mut self,
+        jsonl: &str,
+        split: &Split,
+    ) -> Result<Vec<GoldenOutcome>, HarnessError> {
         let events = prepare(jsonl)?;
         self.run(&events, split)
     }
@@ -218,14 +228,21 @@ impl<P: Pack> Harness<P> {
     /// Runs prepared events (see [`prepare`]): delivers the subscribed ones
     /// in batches and returns every outcome in emission order. State
     /// carries over between calls, as on a live server.
-    pub fn run(&mut self, events: &[opm_model::Event], split: &Split) -> Result<Vec<GoldenOutcome>, HarnessError> {
+    pub fn run(
+        &mut self,
+        events: &[opm_model::Event],
+        split: &Split,
+    ) -> Result<Vec<GoldenOutcome>, HarnessError> {
         let mut lives = LifeIndex::default();
         for ev in events {
             lives.observe(ev);
         }
         let delivered: Vec<&opm_model::Event> = events
             .iter()
-            .filter(|e| self.info.delivers(EventKind::from_wire(e.kind.as_str()), &e.weapon, &e.map))
+            .filter(|e| {
+                self.info
+                    .delivers(EventKind::from_wire(e.kind.as_str()), &e.weapon, &e.map)
+            })
             .collect();
         let mut outcomes = Vec::new();
         let mut start = 0;
@@ -252,7 +269,9 @@ impl<P: Pack> Harness<P> {
         if self.fresh_instances {
             let (pack, info) = instantiate::<P>(&self.config)?;
             if info != self.info {
-                return Err(fail("describe() gave a different answer on a fresh instance".to_string()));
+                return Err(fail(
+                    "describe() gave a different answer on a fresh instance".to_string(),
+                ));
             }
             self.pack = pack;
         }
@@ -268,28 +287,46 @@ impl<P: Pack> Harness<P> {
         }
         let limit = batch.len() + limits::OUTCOME_SLACK;
         if outcomes.len() > limit {
-            return Err(fail(format!("{} outcomes, more than the limit of {limit}", outcomes.len())));
+            return Err(fail(format!(
+                "{} outcomes, more than the limit of {limit}",
+                outcomes.len()
+            )));
         }
         let mut golden = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             let (player, code, kind, event_id) = match o {
-                Outcome::Unlock { player, code, event_id } => (player, code, OutcomeKind::Unlock, event_id),
+                Outcome::Unlock {
+                    player,
+                    code,
+                    event_id,
+                } => (player, code, OutcomeKind::Unlock, event_id),
                 Outcome::Progress {
                     player,
                     code,
                     current,
                     target,
                     event_id,
-                } => (player, code, OutcomeKind::Progress { current, target }, event_id),
+                } => (
+                    player,
+                    code,
+                    OutcomeKind::Progress { current, target },
+                    event_id,
+                ),
             };
             let Some(info) = batch.player_info(player) else {
-                return Err(fail(format!("outcome for player ref {player}, which is not in the batch")));
+                return Err(fail(format!(
+                    "outcome for player ref {player}, which is not in the batch"
+                )));
             };
             if self.info.find(&code).is_none() {
-                return Err(fail(format!("outcome for code {code:?}, which describe() does not declare")));
+                return Err(fail(format!(
+                    "outcome for code {code:?}, which describe() does not declare"
+                )));
             }
             if !events.iter().any(|e| e.id == event_id) {
-                return Err(fail(format!("outcome names event {event_id}, which is not in the batch")));
+                return Err(fail(format!(
+                    "outcome names event {event_id}, which is not in the batch"
+                )));
             }
             golden.push(GoldenOutcome {
                 player: info.guid.clone(),
@@ -319,7 +356,8 @@ fn instantiate<P: Pack>(config: &Config) -> Result<(P, PackInfo), HarnessError> 
     let info = pack
         .describe(config)
         .map_err(|e| HarnessError::Describe(e.to_string()))?;
-    info.validate().map_err(|e| HarnessError::Describe(e.to_string()))?;
+    info.validate()
+        .map_err(|e| HarnessError::Describe(e.to_string()))?;
     Ok((pack, info))
 }
 
@@ -355,7 +393,11 @@ fn to_batch(events: &[&opm_model::Event]) -> Batch {
                 opm_model::Team::Axis => Team::Axis,
                 opm_model::Team::Spectator => Team::Spectator,
             },
-            position: p.position.map(|v| Vec3 { x: v.x, y: v.y, z: v.z }),
+            position: p.position.map(|v| Vec3 {
+                x: v.x,
+                y: v.y,
+                z: v.z,
+            }),
             pitch: p.pitch,
             yaw: p.yaw,
             stance: match p.stance {
@@ -433,7 +475,11 @@ mod tests {
         assert_eq!(ids[..3], [1024, 2048, 3072]);
         assert_eq!(ids[3..], [3073, 3074, 3075]);
         assert_eq!(events[3].kind, opm_model::EventKind::RoundEnd);
-        assert!(events[4..].iter().all(|e| e.kind == opm_model::EventKind::MatchOutcome));
+        assert!(
+            events[4..]
+                .iter()
+                .all(|e| e.kind == opm_model::EventKind::MatchOutcome)
+        );
         assert_eq!(events[1].actor.as_ref().unwrap().life, 1);
         assert_eq!(events[1].time_ms - events[0].time_ms, 1500);
         assert_eq!(events[0].time_ms, RECEIVED_MS);

@@ -57,10 +57,12 @@ impl LifeIndex {
         let parts = [(&ev.actor, actor_dies), (&ev.target, ev.kind.ends_life())];
         for (p, ends) in parts {
             if let Some(p) = p {
-                self.lives
-                    .entry(p.guid.to_string())
-                    .or_default()
-                    .push((ev.id, ev.session.to_string(), p.life, ends));
+                self.lives.entry(p.guid.to_string()).or_default().push((
+                    ev.id,
+                    ev.session.to_string(),
+                    p.life,
+                    ends,
+                ));
             }
         }
     }
@@ -76,7 +78,10 @@ impl LifeIndex {
             .iter()
             .rev()
             .find(|(_, s, ..)| s == session)
-            .map_or(1, |(_, _, life, ended)| if *ended { life + 1 } else { *life })
+            .map_or(
+                1,
+                |(_, _, life, ended)| if *ended { life + 1 } else { *life },
+            )
     }
 }
 
@@ -124,15 +129,24 @@ impl<'a> Txn<'a> {
     /// Resolves a call's address, or records why the host would refuse it.
     fn address(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str) -> Option<StateKey> {
         let Some(ev) = self.batch.event(at as usize) else {
-            self.refuse(format!("state call at event index {at}, but the batch has {} events", self.batch.len()));
+            self.refuse(format!(
+                "state call at event index {at}, but the batch has {} events",
+                self.batch.len()
+            ));
             return None;
         };
         let Some(info) = self.batch.player_info(player) else {
-            self.refuse(format!("state call for player ref {player}, which is not in the batch"));
+            self.refuse(format!(
+                "state call for player ref {player}, which is not in the batch"
+            ));
             return None;
         };
         if key.len() > limits::MAX_KEY_BYTES {
-            self.refuse(format!("state key of {} bytes (limit {}): {key:.40}…", key.len(), limits::MAX_KEY_BYTES));
+            self.refuse(format!(
+                "state key of {} bytes (limit {}): {key:.40}…",
+                key.len(),
+                limits::MAX_KEY_BYTES
+            ));
             return None;
         }
         let guid = info.guid.clone();
@@ -171,7 +185,11 @@ impl<'a> Txn<'a> {
             None => 0,
             Some(StateValue::Counter(v)) => v,
             Some(other) => {
-                self.refuse(format!("key {:?} holds a {}, not a counter", key.key, other.kind()));
+                self.refuse(format!(
+                    "key {:?} holds a {}, not a counter",
+                    key.key,
+                    other.kind()
+                ));
                 0
             }
         }
@@ -182,7 +200,11 @@ impl<'a> Txn<'a> {
             None => BTreeSet::new(),
             Some(StateValue::Set(s)) => s,
             Some(other) => {
-                self.refuse(format!("key {:?} holds a {}, not a set", key.key, other.kind()));
+                self.refuse(format!(
+                    "key {:?} holds a {}, not a set",
+                    key.key,
+                    other.kind()
+                ));
                 BTreeSet::new()
             }
         }
@@ -207,13 +229,19 @@ impl Backend for Txn<'_> {
     }
 
     fn get_many(&mut self, at: u32, scope: Scope, keys: &[(PlayerRef, &str)]) -> Vec<i64> {
-        keys.iter().map(|(p, k)| self.get(at, scope, *p, k)).collect()
+        keys.iter()
+            .map(|(p, k)| self.get(at, scope, *p, k))
+            .collect()
     }
 
     fn put(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str, value: i64) {
         if let Some(k) = self.address(at, scope, player, key) {
             if let Some(other @ (StateValue::Blob(_) | StateValue::Set(_))) = self.read(&k) {
-                self.refuse(format!("key {:?} holds a {}, not a counter", k.key, other.kind()));
+                self.refuse(format!(
+                    "key {:?} holds a {}, not a counter",
+                    k.key,
+                    other.kind()
+                ));
                 return;
             }
             self.writes.insert(k, Some(StateValue::Counter(value)));
@@ -222,12 +250,20 @@ impl Backend for Txn<'_> {
 
     fn put_blob(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str, value: &[u8]) {
         if value.len() > limits::MAX_BLOB_BYTES {
-            self.refuse(format!("blob {key:?} of {} bytes (limit {})", value.len(), limits::MAX_BLOB_BYTES));
+            self.refuse(format!(
+                "blob {key:?} of {} bytes (limit {})",
+                value.len(),
+                limits::MAX_BLOB_BYTES
+            ));
             return;
         }
         if let Some(k) = self.address(at, scope, player, key) {
             if let Some(other @ (StateValue::Counter(_) | StateValue::Set(_))) = self.read(&k) {
-                self.refuse(format!("key {:?} holds a {}, not a blob", k.key, other.kind()));
+                self.refuse(format!(
+                    "key {:?} holds a {}, not a blob",
+                    k.key,
+                    other.kind()
+                ));
                 return;
             }
             let value = (!value.is_empty()).then(|| StateValue::Blob(value.to_vec()));
@@ -243,13 +279,24 @@ impl Backend for Txn<'_> {
             None => Vec::new(),
             Some(StateValue::Blob(b)) => b,
             Some(other) => {
-                self.refuse(format!("key {:?} holds a {}, not a blob", k.key, other.kind()));
+                self.refuse(format!(
+                    "key {:?} holds a {}, not a blob",
+                    k.key,
+                    other.kind()
+                ));
                 Vec::new()
             }
         }
     }
 
-    fn set_insert(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str, member: &str) -> bool {
+    fn set_insert(
+        &mut self,
+        at: u32,
+        scope: Scope,
+        player: PlayerRef,
+        key: &str,
+        member: &str,
+    ) -> bool {
         let Some(k) = self.address(at, scope, player, key) else {
             return false;
         };

@@ -14,8 +14,24 @@ fn golden_fixtures() {
 #[test]
 fn describes_the_catalogue_codes() {
     let h = Harness::<Milestones>::new().unwrap();
-    let codes: Vec<&str> = h.info().achievements.iter().map(|a| a.code.as_str()).collect();
-    for code in ["first_blood", "marksman", "soldier", "veteran", "war_hero", "legend", "immortal", "god_of_war", "headhunter", "executioner"] {
+    let codes: Vec<&str> = h
+        .info()
+        .achievements
+        .iter()
+        .map(|a| a.code.as_str())
+        .collect();
+    for code in [
+        "first_blood",
+        "marksman",
+        "soldier",
+        "veteran",
+        "war_hero",
+        "legend",
+        "immortal",
+        "god_of_war",
+        "headhunter",
+        "executioner",
+    ] {
         assert!(codes.contains(&code), "{code} missing");
     }
     assert_eq!(h.info().find("veteran").unwrap().target, 1_000);
@@ -54,4 +70,3 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
-
