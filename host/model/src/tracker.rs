@@ -268,6 +268,11 @@ impl Tracker {
         self.match_id = None;
         self.match_seq = 0;
         self.round = 0;
+        // A new session is a new server process: the map and mode are
+        // unknown until an event names them.
+        self.map = None;
+        self.game_mode = None;
+        self.last_time_ms = None;
         self.lives.clear();
         self.players.clear();
         self.current = MatchState::default();

@@ -451,32 +451,33 @@ impl Journal {
 
 impl JournalHandle {
     /// Appends a batch; resolves once it is durable (per the durability
-    /// setting) and handed to the pipeline. Never blocks the caller's thread.
+    /// setting) and handed to the pipeline.
     pub async fn append(&self, server: Str, events: Vec<Event>) -> Result<Appended, JournalError> {
+        self.send(server, events)?
+            .await
+            .map_err(|_| JournalError::Closed)?
+    }
+
+    /// Queues a batch for the writer now, so batches keep the order of
+    /// these calls; the receiver resolves once the batch is durable. Blocks
+    /// only if the writer is thousands of batches behind.
+    pub fn send(
+        &self,
+        server: Str,
+        events: Vec<Event>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, JournalError>>, JournalError> {
         if self.shared.failed.load(Ordering::SeqCst) {
             return Err(JournalError::Failed);
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let req = AppendRequest {
-            server,
-            events,
-            reply,
-        };
-        // The channel is bounded; a full one means the writer is far
-        // behind, and waiting on a blocking thread keeps the runtime free.
-        match self.tx.try_send(req) {
-            Ok(()) => {}
-            Err(crossbeam_channel::TrySendError::Full(req)) => {
-                let tx = self.tx.clone();
-                tokio::task::spawn_blocking(move || tx.send(req).map_err(|_| JournalError::Closed))
-                    .await
-                    .map_err(|_| JournalError::Closed)??;
-            }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                return Err(JournalError::Closed);
-            }
-        }
-        rx.await.map_err(|_| JournalError::Closed)?
+        self.tx
+            .send(AppendRequest {
+                server,
+                events,
+                reply,
+            })
+            .map_err(|_| JournalError::Closed)?;
+        Ok(rx)
     }
 
     /// Blocking variant of [`JournalHandle::append`] for non-async callers.

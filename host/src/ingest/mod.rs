@@ -110,6 +110,35 @@ pub enum Admit {
     Wait,
 }
 
+/// A batch queued for the journal.
+pub struct Pending {
+    inner: Option<(
+        tokio::sync::oneshot::Receiver<Result<Appended, JournalError>>,
+        usize,
+        Vec<(opm_model::EventKind, u64)>,
+    )>,
+    ingest: Ingest,
+}
+
+impl Pending {
+    /// Resolves once the batch is durable (or failed).
+    pub async fn wait(self) -> Result<Option<Appended>, SubmitError> {
+        let Some((rx, n, counts)) = self.inner else {
+            return Ok(None);
+        };
+        match rx.await.unwrap_or(Err(JournalError::Closed)) {
+            Ok(appended) => {
+                record_ingested(&counts);
+                Ok(Some(appended))
+            }
+            Err(e) => {
+                self.ingest.journal_failed(n);
+                Err(e.into())
+            }
+        }
+    }
+}
+
 /// The outcome of decoding one body.
 pub struct DecodedBatch {
     pub events: Vec<Event>,
@@ -236,8 +265,23 @@ impl Ingest {
         events: Vec<Event>,
         admit: Admit,
     ) -> Result<Option<Appended>, SubmitError> {
+        self.enqueue(server_id, events, admit).await?.wait().await
+    }
+
+    /// Reserves queue room and queues the batch for the journal. Batches
+    /// enqueued one after another are journaled (and processed) in that
+    /// order; [`Pending::wait`] resolves once the batch is durable.
+    pub async fn enqueue(
+        &self,
+        server_id: &str,
+        events: Vec<Event>,
+        admit: Admit,
+    ) -> Result<Pending, SubmitError> {
         if events.is_empty() {
-            return Ok(None);
+            return Ok(Pending {
+                inner: None,
+                ingest: self.clone(),
+            });
         }
         let n = events.len();
         match admit {
@@ -254,25 +298,24 @@ impl Ingest {
             Admit::Wait => self.inner.admission.reserve(n).await,
         }
         let counts = kind_counts(&events);
-        match self
-            .inner
-            .journal
-            .append(Str::from(server_id), events)
-            .await
-        {
-            Ok(appended) => {
-                record_ingested(&counts);
-                Ok(Some(appended))
-            }
+        match self.inner.journal.send(Str::from(server_id), events) {
+            Ok(rx) => Ok(Pending {
+                inner: Some((rx, n, counts)),
+                ingest: self.clone(),
+            }),
             Err(e) => {
-                self.inner.admission.release(n);
-                metrics()
-                    .rejected
-                    .with_label_values(&["journal"])
-                    .inc_by(n as u64);
+                self.journal_failed(n);
                 Err(e.into())
             }
         }
+    }
+
+    fn journal_failed(&self, n: usize) {
+        self.inner.admission.release(n);
+        metrics()
+            .rejected
+            .with_label_values(&["journal"])
+            .inc_by(n as u64);
     }
 
     /// Blocking variant of [`Ingest::submit`] with [`Admit::Wait`].

@@ -104,10 +104,24 @@ pub async fn run(ingest: Ingest) -> anyhow::Result<()> {
             }
             Ok(MqttEvent::Incoming(Packet::Publish(publish))) => {
                 let permit = permits.clone().acquire_owned().await?;
-                let ingest = ingest.clone();
+                // Decoding and queueing happen here, in arrival order, so a
+                // server's batches are journaled in the order it sent them;
+                // only the wait for durability and the ack run apart.
+                let pending = handle(&ingest, &publish).await;
                 let client = client.clone();
                 tokio::spawn(async move {
-                    if handle(&ingest, &publish).await {
+                    let ack = match pending {
+                        Handled::Drop => true,
+                        Handled::Keep => false,
+                        Handled::Queued(p) => match p.wait().await {
+                            Ok(_) => true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "MQTT batch not journaled; left unacknowledged");
+                                false
+                            }
+                        },
+                    };
+                    if ack {
                         let _ = client.ack(&publish).await;
                     }
                     drop(permit);
@@ -122,40 +136,46 @@ pub async fn run(ingest: Ingest) -> anyhow::Result<()> {
     }
 }
 
-/// Ingests one message; true when it may be acknowledged (ingested, or
-/// dropped for good).
-async fn handle(ingest: &Ingest, publish: &Publish) -> bool {
+enum Handled {
+    /// Not ingestible, ever: acknowledge so the broker forgets it.
+    Drop,
+    /// Not ingested now: leave unacknowledged for redelivery.
+    Keep,
+    Queued(crate::ingest::Pending),
+}
+
+/// Checks, decodes and queues one message.
+async fn handle(ingest: &Ingest, publish: &Publish) -> Handled {
     let m = metrics();
     let Some(server_id) = server_id_of(&publish.topic) else {
         m.mqtt_dropped.with_label_values(&["no_server_id"]).inc();
-        return true;
+        return Handled::Drop;
     };
-    let servers = ingest.servers().clone();
-    let id = server_id.to_string();
-    let active = tokio::task::spawn_blocking(move || servers.is_active(&id)).await;
-    match active {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => {
+    match ingest.servers().is_active(server_id) {
+        Ok(true) => {}
+        Ok(false) => {
             m.mqtt_dropped.with_label_values(&["unknown_server"]).inc();
             tracing::debug!(topic = %publish.topic, "MQTT message for an unknown or inactive server dropped");
-            return true;
+            return Handled::Drop;
         }
-        // The directory is unavailable: leave it unacknowledged.
-        _ => return false,
+        Err(e) => {
+            tracing::warn!(error = %e, "server directory unavailable");
+            return Handled::Keep;
+        }
     }
     let decoded = match ingest.decode(server_id, &publish.payload) {
         Ok(d) => d,
         Err(e) => {
             m.mqtt_dropped.with_label_values(&["invalid_body"]).inc();
             tracing::debug!(error = %e, "undecodable MQTT payload dropped");
-            return true;
+            return Handled::Drop;
         }
     };
-    match ingest.submit(server_id, decoded.events, Admit::Wait).await {
-        Ok(_) => true,
+    match ingest.enqueue(server_id, decoded.events, Admit::Wait).await {
+        Ok(p) => Handled::Queued(p),
         Err(e) => {
-            tracing::warn!(error = %e, "MQTT batch not journaled; left unacknowledged");
-            false
+            tracing::warn!(error = %e, "MQTT batch not queued; left unacknowledged");
+            Handled::Keep
         }
     }
 }

@@ -1,0 +1,239 @@
+//! Starting the real `opm-stats` binary and talking to it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opm_model::Event;
+use serde_json::{Value, json};
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    pub client: reqwest::blocking::Client,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// Starts the binary on a fresh port with `extra` flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            port: 0,
+            data_dir: data_dir.to_path_buf(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        self.port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_opm-stats"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .env_remove("MQTT_URL")
+            .env_remove("OPM_ADMIN_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start opm-stats");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/ready")).send()
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Kills the process without warning (SIGKILL).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn register(&self, name: &str, ip: &str, port: Value) -> (String, String) {
+        let r = self
+            .client
+            .post(self.url("/api/v1/servers/register"))
+            .json(&json!({"name": name, "ip_address": ip, "port": port}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().unwrap();
+        (
+            v["server_id"].as_str().unwrap().to_string(),
+            v["token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// POSTs a body; returns (status, json reply).
+    pub fn post(&self, token: &str, content_type: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/api/v1/ingest/events"))
+            .header("Content-Type", content_type)
+            .header("X-Server-Token", token)
+            .body(body.into())
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn ready(&self) -> Value {
+        self.client
+            .get(self.url("/ready"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    pub fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
+    /// Waits until the checkpoint covers the event id `id` (everything up to
+    /// it is processed and durable in the stores).
+    pub fn wait_for(&self, id: u64) {
+        let seq = id >> opm_model::tracker::SYNTHETIC_ID_BITS;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.ready();
+            if r["checkpoint"].as_u64().unwrap_or(0) >= seq {
+                return;
+            }
+            assert!(Instant::now() < deadline, "checkpoint stuck at {r}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the queue is empty and the checkpoint stopped moving.
+    pub fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = u64::MAX;
+        loop {
+            let r = self.ready();
+            let ck = r["checkpoint"].as_u64().unwrap_or(0);
+            if r["queue_depth"].as_u64() == Some(0) && ck == last {
+                return;
+            }
+            last = ck;
+            assert!(Instant::now() < deadline, "server did not settle: {r}");
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        let path = self.data_dir.join("events").join("events.jsonl");
+        if !path.exists() {
+            return Vec::new();
+        }
+        opm_stats::ingest::event_log::EventLog::read_all(&path).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Mosquitto must run on 127.0.0.1:1883 for the MQTT tests; without it they
+/// fail when OPM_REQUIRE_SERVICES is set (CI) and are skipped otherwise.
+pub fn mosquitto_available() -> bool {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:1883".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !up && std::env::var_os("OPM_REQUIRE_SERVICES").is_some() {
+        panic!("Mosquitto is not running on 127.0.0.1:1883");
+    }
+    up
+}
+
+/// Publishes payloads with QoS 1 and waits for the broker's acks.
+pub fn mqtt_publish(topic_payloads: &[(String, Vec<u8>)]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut opts = rumqttc::MqttOptions::new(
+            format!("opm-test-pub-{}-{}", std::process::id(), free_port()),
+            "127.0.0.1",
+            1883,
+        );
+        opts.set_max_packet_size(2 << 20, 2 << 20);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1024);
+        for (topic, payload) in topic_payloads {
+            client
+                .publish(
+                    topic.clone(),
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    payload.clone(),
+                )
+                .await
+                .unwrap();
+        }
+        let mut acked = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while acked < topic_payloads.len() {
+            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) => acked += 1,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("mqtt: {e}"),
+                Err(_) => panic!("broker did not acknowledge"),
+            }
+        }
+        client.disconnect().await.ok();
+    });
+}
