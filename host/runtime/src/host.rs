@@ -28,6 +28,9 @@ use crate::routing::Router;
 use crate::sandbox::{self, CallCtx, LogLine, World};
 use crate::state::{self, Committed, Ended, EventInfo, LifeBook, Txn, TxnLimits};
 
+/// Fuel per epoch tick in the tooling engine (see `Inner::arm`).
+const FUEL_PER_TICK: u64 = 10_000_000;
+
 /// Where a pack stands.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
@@ -637,10 +640,15 @@ impl Inner {
         Ok((Warm { store, bindings }, info))
     }
 
-    /// Sets the deadline (epochs) or budget (fuel) for the next call.
+    /// Sets the deadline (epochs) or budget (fuel) for the next call. The
+    /// fuel budget is the epoch deadline at `FUEL_PER_TICK` instructions per
+    /// tick, several times what a millisecond of CPU runs, so tooling never
+    /// stops a pack production would accept.
     pub(crate) fn arm(&self, store: &mut wasmtime::Store<sandbox::StoreData>, ticks: u64) {
         if self.fuel {
-            let _ = store.set_fuel(u64::MAX / 2);
+            let fuel = ticks.saturating_mul(FUEL_PER_TICK);
+            store.data_mut().fuel_armed = fuel;
+            let _ = store.set_fuel(fuel);
         } else {
             store.set_epoch_deadline(ticks);
         }
@@ -650,8 +658,10 @@ impl Inner {
         if self.fuel
             && let Ok(left) = store.get_fuel()
         {
-            self.fuel_used
-                .fetch_add(u64::MAX / 2 - left, Ordering::Relaxed);
+            self.fuel_used.fetch_add(
+                store.data().fuel_armed.saturating_sub(left),
+                Ordering::Relaxed,
+            );
         }
         self.memory_high_water
             .fetch_max(store.data().limiter.high_water as u64, Ordering::Relaxed);

@@ -187,8 +187,65 @@ pub(crate) fn linker(
                 .map_err(link)?
         }
     }
-    l.define_unknown_imports_as_traps(component).map_err(link)?;
+    stub_unknown_imports(&mut l, engine, component).map_err(link)?;
     Ok(l)
+}
+
+/// Interface families the linker defines (WASI p2 at 0.2.x, and ours).
+fn is_linked(name: &str) -> bool {
+    const WASI: &[&str] = &[
+        "wasi:cli/",
+        "wasi:io/",
+        "wasi:clocks/",
+        "wasi:random/",
+        "wasi:filesystem/",
+        "wasi:sockets/",
+    ];
+    name.starts_with("openmohaa:stats/")
+        || (WASI.iter().any(|p| name.starts_with(p)) && name.contains("@0.2."))
+}
+
+/// Every other import becomes functions that trap when called.
+///
+/// Not `Linker::define_unknown_imports_as_traps`: it looks names up
+/// exactly, so a guest importing `wasi:cli/environment@0.2.6` would get
+/// traps shadowing the semver-compatible `@0.2.12` the linker defines.
+fn stub_unknown_imports(
+    l: &mut Linker<StoreData>,
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    for (name, item) in component.component_type().imports(engine) {
+        if is_linked(name) {
+            continue;
+        }
+        match item.ty {
+            ComponentItem::ComponentFunc(_) => {
+                let what = name.to_string();
+                l.root().func_new(name, move |_, _, _, _| {
+                    Err(wasmtime::Error::msg(format!(
+                        "unknown import `{what}` called"
+                    )))
+                })?;
+            }
+            ComponentItem::ComponentInstance(inst) => {
+                let mut li = l.instance(name)?;
+                for (f, fitem) in inst.exports(engine) {
+                    if let ComponentItem::ComponentFunc(_) = fitem.ty {
+                        let what = format!("{name}#{f}");
+                        li.func_new(f, move |_, _, _, _| {
+                            Err(wasmtime::Error::msg(format!(
+                                "unknown import `{what}` called"
+                            )))
+                        })?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Clock fixed at the epoch: plugins get time from events only.
@@ -349,6 +406,8 @@ pub(crate) struct StoreData {
     pub limiter: Limiter,
     pub call: Option<CallCtx>,
     pub log: LogCtx,
+    /// Fuel given for the current call (tooling engine only).
+    pub fuel_armed: u64,
 }
 
 impl WasiView for StoreData {
@@ -377,6 +436,7 @@ pub(crate) fn new_store(
             high_water: 0,
         },
         call: None,
+        fuel_armed: 0,
         log: LogCtx {
             pack,
             version,

@@ -135,6 +135,24 @@ impl Guest for Pack {
                             );
                         }
                     }
+                    "probe" => {
+                        // What the sandbox lets a guest see.
+                        use std::hash::BuildHasher;
+                        let env = std::env::vars().count();
+                        let args = std::env::args().count();
+                        let file = std::fs::read("/etc/passwd").is_ok();
+                        let dir = std::fs::read_dir("/").is_ok();
+                        let time = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(u64::MAX);
+                        let hash = std::collections::hash_map::RandomState::new().hash_one(1u32);
+                        let net = std::net::TcpStream::connect("127.0.0.1:5432").is_ok();
+                        log::emit(
+                            Level::Info,
+                            &format!("probe env={env} args={args} file={file} dir={dir} time={time} net={net} hash={hash}"),
+                        );
+                    }
                     "error" => {
                         return Err(PluginError::Internal(format!("refusing event {}", ev.id)));
                     }
