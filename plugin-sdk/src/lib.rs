@@ -54,6 +54,8 @@ pub mod table;
 pub mod guest;
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod template;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
 pub use ctx::{Ctx, Outcome};
