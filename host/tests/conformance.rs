@@ -37,7 +37,7 @@ fn examples(token: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn find<'a>(events: &'a [Event], f: impl Fn(&Event) -> bool) -> &'a Event {
+fn find(events: &[Event], f: impl Fn(&Event) -> bool) -> &Event {
     events.iter().find(|e| f(e)).expect("event stored")
 }
 

@@ -110,13 +110,12 @@ pub enum Admit {
     Wait,
 }
 
+type KindCounts = Vec<(opm_model::EventKind, u64)>;
+type DurableReply = tokio::sync::oneshot::Receiver<Result<Appended, JournalError>>;
+
 /// A batch queued for the journal.
 pub struct Pending {
-    inner: Option<(
-        tokio::sync::oneshot::Receiver<Result<Appended, JournalError>>,
-        usize,
-        Vec<(opm_model::EventKind, u64)>,
-    )>,
+    inner: Option<(DurableReply, usize, KindCounts)>,
     ingest: Ingest,
 }
 

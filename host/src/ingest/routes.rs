@@ -257,22 +257,25 @@ async fn register(
     }
 }
 
-fn check_admin(ingest: &Ingest, headers: &HeaderMap) -> Result<(), Response> {
+fn check_admin(ingest: &Ingest, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if !ingest.servers().admin_configured() {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "Admin API disabled: set OPM_ADMIN_TOKEN",
-        ));
+        )));
     }
     if !ingest.servers().is_admin(admin_token(headers).as_deref()) {
-        return Err(error(StatusCode::UNAUTHORIZED, "Invalid admin token"));
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid admin token",
+        )));
     }
     Ok(())
 }
 
 async fn admin_list(State(ingest): State<Ingest>, headers: HeaderMap) -> Response {
     if let Err(r) = check_admin(&ingest, &headers) {
-        return r;
+        return *r;
     }
     match ingest.servers().directory().list() {
         Ok(list) => {
@@ -296,7 +299,7 @@ async fn set_status(
     status: ServerStatus,
 ) -> Response {
     if let Err(r) = check_admin(&ingest, &headers) {
-        return r;
+        return *r;
     }
     match ingest.servers().directory().set_status(&id, status) {
         Ok(()) => Json(json!({"server_id": id, "status": status.as_str()})).into_response(),
