@@ -91,6 +91,14 @@ pub mod limits {
     pub const MAX_LOG_BYTES: usize = 512;
     /// A batch may emit at most `events + OUTCOME_SLACK` outcomes.
     pub const OUTCOME_SLACK: usize = 64;
+    /// Members of one distinct set.
+    pub const MAX_SET_MEMBERS: usize = 1024;
+    /// Longest set member, in bytes.
+    pub const MAX_SET_MEMBER_BYTES: usize = 128;
+    /// Distinct keys one pack may hold for one player, over every scope
+    /// and instance (enforced by the host; ended lives, rounds and matches
+    /// are dropped, so only live instances count).
+    pub const MAX_KEYS_PER_PLAYER: usize = 256;
     /// Linear memory of one instance.
     pub const MEMORY_BYTES: usize = 32 << 20;
 }

@@ -164,30 +164,40 @@ impl PackInfo {
             .any(|s| s.matches(kind, weapon, map))
     }
 
-    /// Checks what the host checks at load: a lower-case id, unique
-    /// non-empty codes, tiers 1 to 10, a target of at least 1 and at least
-    /// one subscription.
+    /// Checks what the host checks at load: a lower-case pack id without
+    /// spaces, a version, at least one achievement and one subscription,
+    /// event kinds in every subscription, and per achievement a code of 1
+    /// to 128 bytes unique in the pack, a name, a tier from 1 to 10 and a
+    /// target of at least 1. (The host also refuses a code another loaded
+    /// pack declares.)
     pub fn validate(&self) -> Result<(), PackError> {
         let bad = |m: String| Err(PackError::BadConfig(m));
-        if self.id.is_empty()
-            || self
-                .id
-                .chars()
-                .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+        if self.id.trim().is_empty()
+            || self.id != self.id.to_lowercase()
+            || self.id.chars().any(char::is_whitespace)
         {
             return bad(format!(
-                "pack id {:?} must be lower-case ascii, digits, '-' or '_'",
+                "pack id {:?} must be lower case without spaces",
                 self.id
             ));
         }
-        if self.subscriptions.iter().all(|s| s.kinds.is_empty()) {
-            return bad("the pack subscribes to no event kind".to_string());
+        if self.version.trim().is_empty() {
+            return bad("empty version".to_string());
+        }
+        if self.achievements.is_empty() {
+            return bad("the pack declares no achievements".to_string());
+        }
+        if self.subscriptions.is_empty() || self.subscriptions.iter().any(|s| s.kinds.is_empty()) {
+            return bad("every pack needs a subscription, and each names event kinds".to_string());
         }
         let mut codes: Vec<&str> = Vec::with_capacity(self.achievements.len());
         for a in &self.achievements {
-            if a.code.is_empty() || a.code.len() > 64 {
+            if a.code.trim().is_empty() || a.name.trim().is_empty() {
+                return bad(format!("achievement {:?} needs a code and a name", a.code));
+            }
+            if a.code.len() > 128 {
                 return bad(format!(
-                    "achievement code {:?} must be 1 to 64 bytes",
+                    "achievement code {:?} is longer than 128 bytes",
                     a.code
                 ));
             }

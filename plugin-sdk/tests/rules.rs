@@ -358,6 +358,7 @@ fn the_host_limits_are_enforced() {
     impl Pack for LongKey {
         fn describe(&mut self, _config: &Config) -> Result<PackInfo, PackError> {
             Ok(PackInfo::new("long-key", "0.0.1")
+                .achievement(Achievement::new("never", "Never", "").info())
                 .subscribe(Subscription::kinds(&[EventKind::Jump])))
         }
         fn on_batch(&mut self, ctx: &mut Ctx<'_>, batch: &Batch) -> Result<(), PackError> {
@@ -434,4 +435,21 @@ fn round_aggregates_close_on_the_next_round() {
         out,
         vec![unlock("a", "round_3", opm_plugin_sdk::testing::event_id(6))]
     );
+}
+
+#[test]
+fn describe_is_validated_like_the_host_does() {
+    #[derive(Default)]
+    struct Empty;
+    impl Pack for Empty {
+        fn describe(&mut self, _config: &Config) -> Result<PackInfo, PackError> {
+            Ok(PackInfo::new("Empty Pack", "0.0.1")
+                .subscribe(Subscription::kinds(&[EventKind::Jump])))
+        }
+        fn on_batch(&mut self, _ctx: &mut Ctx<'_>, _batch: &Batch) -> Result<(), PackError> {
+            Ok(())
+        }
+    }
+    let err = Harness::<Empty>::new().err().expect("refused");
+    assert!(err.to_string().contains("lower case"), "{err}");
 }

@@ -18,22 +18,13 @@ pub struct StateKey {
     pub key: String,
 }
 
-/// A stored value. A key holds one kind of value.
+/// A stored value. A key holds the kind last written to it; reading it as
+/// another kind gives 0, an empty blob or an empty set, as on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateValue {
     Counter(i64),
     Blob(Vec<u8>),
     Set(BTreeSet<String>),
-}
-
-impl StateValue {
-    fn kind(&self) -> &'static str {
-        match self {
-            StateValue::Counter(_) => "counter",
-            StateValue::Blob(_) => "blob",
-            StateValue::Set(_) => "set",
-        }
-    }
 }
 
 /// Every appearance of every player, so a state call about a player who
@@ -180,33 +171,17 @@ impl<'a> Txn<'a> {
         }
     }
 
-    fn counter(&mut self, key: &StateKey) -> i64 {
+    fn counter(&self, key: &StateKey) -> i64 {
         match self.read(key) {
-            None => 0,
             Some(StateValue::Counter(v)) => v,
-            Some(other) => {
-                self.refuse(format!(
-                    "key {:?} holds a {}, not a counter",
-                    key.key,
-                    other.kind()
-                ));
-                0
-            }
+            _ => 0,
         }
     }
 
-    fn set(&mut self, key: &StateKey) -> BTreeSet<String> {
+    fn set(&self, key: &StateKey) -> BTreeSet<String> {
         match self.read(key) {
-            None => BTreeSet::new(),
             Some(StateValue::Set(s)) => s,
-            Some(other) => {
-                self.refuse(format!(
-                    "key {:?} holds a {}, not a set",
-                    key.key,
-                    other.kind()
-                ));
-                BTreeSet::new()
-            }
+            _ => BTreeSet::new(),
         }
     }
 }
@@ -236,14 +211,6 @@ impl Backend for Txn<'_> {
 
     fn put(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str, value: i64) {
         if let Some(k) = self.address(at, scope, player, key) {
-            if let Some(other @ (StateValue::Blob(_) | StateValue::Set(_))) = self.read(&k) {
-                self.refuse(format!(
-                    "key {:?} holds a {}, not a counter",
-                    k.key,
-                    other.kind()
-                ));
-                return;
-            }
             self.writes.insert(k, Some(StateValue::Counter(value)));
         }
     }
@@ -258,14 +225,6 @@ impl Backend for Txn<'_> {
             return;
         }
         if let Some(k) = self.address(at, scope, player, key) {
-            if let Some(other @ (StateValue::Counter(_) | StateValue::Set(_))) = self.read(&k) {
-                self.refuse(format!(
-                    "key {:?} holds a {}, not a blob",
-                    k.key,
-                    other.kind()
-                ));
-                return;
-            }
             let value = (!value.is_empty()).then(|| StateValue::Blob(value.to_vec()));
             self.writes.insert(k, value);
         }
@@ -276,16 +235,8 @@ impl Backend for Txn<'_> {
             return Vec::new();
         };
         match self.read(&k) {
-            None => Vec::new(),
             Some(StateValue::Blob(b)) => b,
-            Some(other) => {
-                self.refuse(format!(
-                    "key {:?} holds a {}, not a blob",
-                    k.key,
-                    other.kind()
-                ));
-                Vec::new()
-            }
+            _ => Vec::new(),
         }
     }
 
@@ -297,10 +248,25 @@ impl Backend for Txn<'_> {
         key: &str,
         member: &str,
     ) -> bool {
+        if member.len() > limits::MAX_SET_MEMBER_BYTES {
+            self.refuse(format!(
+                "set member of {} bytes (limit {})",
+                member.len(),
+                limits::MAX_SET_MEMBER_BYTES
+            ));
+            return false;
+        }
         let Some(k) = self.address(at, scope, player, key) else {
             return false;
         };
         let mut set = self.set(&k);
+        if set.contains(member) {
+            return false;
+        }
+        if set.len() >= limits::MAX_SET_MEMBERS {
+            self.refuse(format!("set {key:?} is full ({} members)", set.len()));
+            return false;
+        }
         let new = set.insert(member.to_string());
         if new {
             self.writes.insert(k, Some(StateValue::Set(set)));
