@@ -6,7 +6,7 @@
 //! progress. Achievements are declared as data in a [`table`] and evaluated
 //! by the [`rules`] helpers; the WIT contract (`wit/stats.wit`) never shows.
 //!
-//! ```ignore
+//! ```
 //! use opm_plugin_sdk::prelude::*;
 //!
 //! const ACHIEVEMENTS: &[Achievement] = &[Achievement::new("first_blood", "First Blood", "Get your first kill")
@@ -22,7 +22,7 @@
 //!             .subscribe(Subscription::kinds(&[EventKind::PlayerKill])))
 //!     }
 //!
-//!     fn on_batch(&mut self, ctx: &mut Ctx, batch: &Batch) -> Result<(), PackError> {
+//!     fn on_batch(&mut self, ctx: &mut Ctx<'_>, batch: &Batch) -> Result<(), PackError> {
 //!         for ev in batch.events() {
 //!             if let Some(killer) = ev.credited_kill() {
 //!                 ctx.count(&ev, killer, "kills", 1, ACHIEVEMENTS);
@@ -33,6 +33,14 @@
 //! }
 //!
 //! export_pack!(MyPack);
+//!
+//! // Natively, the harness runs it the way the server would.
+//! # #[cfg(not(target_arch = "wasm32"))] {
+//! use opm_plugin_sdk::testing::{Harness, Split};
+//! let kill = r#"{"type":"player_kill","attacker_guid":"42","victim_guid":"7","timestamp":"12.5"}"#;
+//! let outcomes = Harness::<MyPack>::new().unwrap().run_jsonl(kill, &Split::Whole).unwrap();
+//! assert_eq!(outcomes[0].to_line(), r#"{"player":"42","code":"first_blood","kind":"unlock","event_id":1024}"#);
+//! # }
 //! ```
 //!
 //! On `wasm32` the crate generates the component bindings and

@@ -478,3 +478,55 @@ impl Aggregate {
         stored
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filtered_keys() {
+        assert_eq!(
+            filtered_key("kills", Filter::Weapon, " Thompson "),
+            "kills/weapon=thompson"
+        );
+        assert_eq!(
+            filtered_key("hs", Filter::HitLocation, "head"),
+            "hs/hitloc=head"
+        );
+        let long = filtered_key("kills", Filter::Map, &"é".repeat(100));
+        assert!(long.len() <= limits::MAX_KEY_BYTES && long.starts_with("kills/map=é"));
+    }
+
+    #[test]
+    fn progress_every_five_percent_of_the_next_rung() {
+        let rungs = [("a", 1u64), ("b", 100), ("c", 500)];
+        assert_eq!(milestone_outcomes(0, 1, rungs), (vec!["a"], None));
+        assert_eq!(
+            milestone_outcomes(4, 5, rungs),
+            (vec![], Some(("b", 5, 100)))
+        );
+        assert_eq!(milestone_outcomes(5, 6, rungs), (vec![], None));
+        assert_eq!(
+            milestone_outcomes(99, 100, rungs),
+            (vec!["b"], Some(("c", 100, 500)))
+        );
+        assert_eq!(
+            milestone_outcomes(0, 600, rungs),
+            (vec!["a", "b", "c"], None)
+        );
+        assert_eq!(milestone_outcomes(5, 5, rungs), (vec![], None));
+        assert_eq!(milestone_outcomes(5, 3, rungs), (vec![], None));
+    }
+
+    #[test]
+    fn timestamps_round_trip_and_cap() {
+        let mut t = Timestamps::default();
+        for i in 0..(WINDOW_CAPACITY as i64 + 10) {
+            t.push(i, 1_000_000);
+        }
+        assert_eq!(t.as_slice().len(), WINDOW_CAPACITY);
+        assert_eq!(t.as_slice()[0], 10);
+        assert_eq!(Timestamps::decode(&t.encode()), t);
+        assert!(t.encode().len() <= limits::MAX_BLOB_BYTES);
+    }
+}
