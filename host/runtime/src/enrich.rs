@@ -28,6 +28,8 @@ use crate::sandbox::{self, LogLine, StoreData};
 const FIELDS_PER_EVENT: usize = 16;
 const FIELD_BYTES: usize = 512;
 
+type WarmEnricher = (Store<StoreData>, Enricher);
+
 pub(crate) struct EnricherEntry {
     id: Str,
     version: Str,
@@ -36,7 +38,7 @@ pub(crate) struct EnricherEntry {
     kinds: Vec<bool>,
     config: Vec<(String, String)>,
     pre: EnricherPre<StoreData>,
-    slots: Vec<Mutex<Option<(Store<StoreData>, Enricher)>>>,
+    slots: Vec<Mutex<Option<WarmEnricher>>>,
     logs: Arc<Mutex<VecDeque<LogLine>>>,
     failures: AtomicU64,
 }

@@ -205,7 +205,7 @@ fn a_version_declaring_another_packs_code_is_rejected() {
     cfg.pack_config
         .insert("b".into(), kv(&[("id", "b"), ("prefix", "shared")]));
     cfg.pack_config
-        .insert("c".into(), kv(&[("id", "c"), ("achievements", "1")]));
+        .insert("c".into(), kv(&[("id", "c"), ("achievements", "0")]));
     let (host, _, _) = new_host(cfg);
     for name in ["a", "b", "c"] {
         std::fs::copy(good_pack(), dir.join(format!("{name}.wasm"))).unwrap();

@@ -5,10 +5,10 @@
 //! It counts kills per player. Config keys (all optional):
 //! * `id` (default `good-pack`) and `version` (default `1.0.0`);
 //! * `prefix`: achievement code prefix (default: the id);
-//! * `achievements`: how many achievements to declare (default 3, at least 2):
-//!   `kills-1 … kills-K` unlocked when a player's lifetime kills reach K
-//!   (K = achievements - 2), `streak-3` (three kills in one life) and
-//!   `match-5` (five kills in one match);
+//! * `achievements`: how many achievements to declare (N, default 3):
+//!   `streak-3` (three kills in one life) when N >= 2, `match-5` (five kills
+//!   in one match) when N >= 3, and `kills-1 … kills-K` for the rest,
+//!   unlocked when a player's lifetime kills reach k;
 //! * `weapon`: only subscribe to kills with this weapon.
 
 wit_bindgen::generate!({
@@ -24,6 +24,8 @@ use std::cell::RefCell;
 struct Config {
     prefix: String,
     thresholds: u64,
+    streak: bool,
+    match5: bool,
 }
 
 thread_local! {
@@ -64,29 +66,42 @@ impl Guest for Pack {
                 .map_err(|_| PluginError::BadConfig(format!("achievements: {n}")))?,
             None => 3,
         };
-        if total < 2 {
+        if total < 1 {
             return Err(PluginError::BadConfig(String::from(
-                "achievements must be >= 2",
+                "achievements must be >= 1",
             )));
         }
-        let thresholds = total - 2;
+        let streak = total >= 2;
+        let match5 = total >= 3;
+        let thresholds = total - streak as u64 - match5 as u64;
         let mut achievements: Vec<Achievement> = (1..=thresholds)
             .map(|k| achievement(format!("{prefix}-kills-{k}"), format!("{k} kills"), k))
             .collect();
-        achievements.push(achievement(
-            format!("{prefix}-streak-3"),
-            String::from("Streak"),
-            3,
-        ));
-        achievements.push(achievement(
-            format!("{prefix}-match-5"),
-            String::from("Match five"),
-            5,
-        ));
+        if streak {
+            achievements.push(achievement(
+                format!("{prefix}-streak-3"),
+                String::from("Streak"),
+                3,
+            ));
+        }
+        if match5 {
+            achievements.push(achievement(
+                format!("{prefix}-match-5"),
+                String::from("Match five"),
+                5,
+            ));
+        }
         let weapons = get(&config, "weapon")
             .map(|w| vec![w.to_string()])
             .unwrap_or_default();
-        CONFIG.with(|c| *c.borrow_mut() = Some(Config { prefix, thresholds }));
+        CONFIG.with(|c| {
+            *c.borrow_mut() = Some(Config {
+                prefix,
+                thresholds,
+                streak,
+                match5,
+            })
+        });
         Ok(PackInfo {
             id,
             version,
@@ -119,7 +134,7 @@ impl Guest for Pack {
                         code: format!("{}-kills-{kills}", config.prefix),
                         event_id: ev.id,
                     }));
-                } else if kills % 10 == 0 {
+                } else if config.match5 && kills % 10 == 0 {
                     out.push(Outcome::Progress(Progress {
                         player: p,
                         code: format!("{}-match-5", config.prefix),
@@ -128,7 +143,7 @@ impl Guest for Pack {
                         event_id: ev.id,
                     }));
                 }
-                if state::add(at, Scope::Life, p, "streak", 1) == 3 {
+                if state::add(at, Scope::Life, p, "streak", 1) == 3 && config.streak {
                     out.push(Outcome::Unlock(Unlock {
                         player: p,
                         code: format!("{}-streak-3", config.prefix),
@@ -136,7 +151,7 @@ impl Guest for Pack {
                     }));
                 }
                 state::add(at, Scope::Round, p, "round-kills", 1);
-                if state::add(at, Scope::Match, p, "match-kills", 1) == 5 {
+                if state::add(at, Scope::Match, p, "match-kills", 1) == 5 && config.match5 {
                     out.push(Outcome::Unlock(Unlock {
                         player: p,
                         code: format!("{}-match-5", config.prefix),
