@@ -334,8 +334,77 @@ impl MatchResult {
     }
 }
 
+/// A player's counters for one match, kept in one lifetime blob tagged with
+/// the match id. Not in the match scope: the host drops match-scope state
+/// when the batch holding `match_end` commits, and the `match_outcome`
+/// events that follow it may arrive in the next batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct MatchTally {
+    match_id: String,
+    stats: Vec<(String, i64)>,
+}
+
+const MATCH_TALLY_KEY: &str = "sdk.match_tally";
+
+impl MatchTally {
+    fn decode(bytes: &[u8]) -> MatchTally {
+        fn parse(bytes: &[u8]) -> Option<MatchTally> {
+            let len = u16::from_le_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
+            let match_id = std::str::from_utf8(bytes.get(2..2 + len)?)
+                .ok()?
+                .to_string();
+            let mut rest = &bytes[2 + len..];
+            let mut stats = Vec::new();
+            while let Some((&n, tail)) = rest.split_first() {
+                let name = std::str::from_utf8(tail.get(..n as usize)?)
+                    .ok()?
+                    .to_string();
+                let value =
+                    i64::from_le_bytes(tail.get(n as usize..n as usize + 8)?.try_into().ok()?);
+                stats.push((name, value));
+                rest = &tail[n as usize + 8..];
+            }
+            Some(MatchTally { match_id, stats })
+        }
+        parse(bytes).unwrap_or_default()
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&(self.match_id.len() as u16).to_le_bytes());
+        out.extend_from_slice(self.match_id.as_bytes());
+        for (name, value) in &self.stats {
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out
+    }
+
+    fn get(&self, stat: &str) -> i64 {
+        self.stats
+            .iter()
+            .find(|(n, _)| n == stat)
+            .map_or(0, |(_, v)| *v)
+    }
+}
+
 impl Ctx<'_> {
-    /// Adds to the player's counter `stat` in the event's match.
+    fn match_tally(&mut self, ev: &Event<'_>, player: crate::Player) -> MatchTally {
+        let tally = MatchTally::decode(&self.lifetime(ev, player).blob(MATCH_TALLY_KEY));
+        if tally.match_id == ev.match_id() {
+            tally
+        } else {
+            MatchTally {
+                match_id: ev.match_id().to_string(),
+                stats: Vec::new(),
+            }
+        }
+    }
+
+    /// Adds to the player's counter `stat` for the event's match and
+    /// returns its value in this match. Stat names are at most 255 bytes;
+    /// all of a player's match stats share one 4 KiB blob.
     pub fn count_in_match(
         &mut self,
         ev: &Event<'_>,
@@ -343,23 +412,44 @@ impl Ctx<'_> {
         stat: &str,
         delta: i64,
     ) -> i64 {
-        self.per_match(ev, player).add(stat, delta)
+        let player = player.player();
+        let mut tally = self.match_tally(ev, player);
+        let value = match tally.stats.iter_mut().find(|(n, _)| n == stat) {
+            Some((_, v)) => {
+                *v += delta;
+                *v
+            }
+            None => {
+                tally.stats.push((stat.chars().take(255).collect(), delta));
+                delta
+            }
+        };
+        self.lifetime(ev, player)
+            .put_blob(MATCH_TALLY_KEY, &tally.encode());
+        value
+    }
+
+    /// The player's counter `stat` for the event's match (0 when absent).
+    pub fn match_stat(&mut self, ev: &Event<'_>, player: impl AsPlayer, stat: &str) -> i64 {
+        let player = player.player();
+        self.match_tally(ev, player).get(stat)
     }
 
     /// On a `match_outcome` event (the host emits one per player whenever
     /// a match ends, explicitly or not), evaluates every [`Rule::PerMatch`]
-    /// of `table` against the actor's counters of that match and unlocks
-    /// the ones met. Returns the player's result; `None` for other events.
-    /// Subscribe to [`EventKind::MatchOutcome`](crate::EventKind::MatchOutcome) to use it.
+    /// of `table` against the actor's [`Ctx::count_in_match`] counters of
+    /// that match and unlocks the ones met. Returns the player's result;
+    /// `None` for other events. Subscribe to
+    /// [`EventKind::MatchOutcome`](crate::EventKind::MatchOutcome) to use it.
     pub fn finish_match(&mut self, ev: &Event<'_>, table: &[Achievement]) -> Option<MatchResult> {
         let result = MatchResult::of(ev)?;
         let player = ev.actor()?.player();
+        let tally = self.match_tally(ev, player);
         for a in table {
-            if let Rule::PerMatch { stat, min, max } = a.rule {
-                let value = self.per_match(ev, player).get(stat);
-                if (min..=max).contains(&value) {
-                    self.unlock(player, a.code, ev);
-                }
+            if let Rule::PerMatch { stat, min, max } = a.rule
+                && (min..=max).contains(&tally.get(stat))
+            {
+                self.unlock(player, a.code, ev);
             }
         }
         Some(result)
@@ -482,6 +572,18 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn match_tally_round_trips() {
+        let t = MatchTally {
+            match_id: "sess-m3".into(),
+            stats: vec![("kills".into(), 12), ("deaths".into(), -1)],
+        };
+        assert_eq!(MatchTally::decode(&t.encode()), t);
+        assert_eq!(MatchTally::decode(&[1, 2, 3]), MatchTally::default());
+        assert_eq!(t.get("deaths"), -1);
+        assert_eq!(t.get("nope"), 0);
+    }
 
     #[test]
     fn filtered_keys() {

@@ -37,8 +37,8 @@ pub enum Rule {
     /// `n` distinct members of the lifetime set `set`. Evaluated by
     /// [`Ctx::distinct`](crate::Ctx::distinct).
     Distinct { set: &'static str, n: u32 },
-    /// When the player's match ends, their match-scope counter `stat` lies
-    /// in `min..=max`. Counted with [`Ctx::count_in_match`](crate::Ctx::count_in_match),
+    /// When the player's match ends, their match counter `stat` lies in
+    /// `min..=max`. Counted with [`Ctx::count_in_match`](crate::Ctx::count_in_match),
     /// evaluated by [`Ctx::finish_match`](crate::Ctx::finish_match) on the
     /// player's `match_outcome`.
     PerMatch {

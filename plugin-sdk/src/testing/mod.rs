@@ -31,7 +31,7 @@ use crate::event::{PlayerInfo, RawEvent, RawParticipant};
 use crate::limits;
 use crate::state::Level;
 use crate::{Batch, Config, Ctx, EventKind, Outcome, Pack, PackInfo, Stance, Team, Vec3};
-use store::{LifeIndex, Store, Txn};
+use store::{Ended, LifeIndex, Store, Txn};
 
 /// Server id the fixtures are decoded with.
 pub const SERVER_ID: &str = "fixture";
@@ -111,7 +111,9 @@ pub fn event_id(n: u64) -> u64 {
     n << SYNTHETIC_ID_BITS
 }
 
-/// How the delivered events are cut into batches.
+/// How the events are cut into host batches. Each batch hands the pack the
+/// events of it the pack subscribed to (none: no call), and at its end the
+/// host drops the state of the lives, rounds and matches that ended in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Split {
     /// All events in one batch.
@@ -168,6 +170,8 @@ pub struct Harness<P: Pack> {
     config: Config,
     info: PackInfo,
     store: Store,
+    /// Every appearance of every player so far, for the life rule.
+    lives: LifeIndex,
     logs: Vec<(Level, String)>,
     /// Build a new instance (Default + describe) before every batch, as
     /// the host may after recycling one.
@@ -189,6 +193,7 @@ impl<P: Pack> Harness<P> {
             config,
             info,
             store: Store::default(),
+            lives: LifeIndex::default(),
             logs: Vec::new(),
             fresh_instances: false,
         })
@@ -225,31 +230,45 @@ impl<P: Pack> Harness<P> {
         self.run(&events, split)
     }
 
-    /// Runs prepared events (see [`prepare`]): delivers the subscribed ones
-    /// in batches and returns every outcome in emission order. State
+    /// Runs prepared events (see [`prepare`]) in host batches, delivers the
+    /// subscribed ones and returns every outcome in emission order. State
     /// carries over between calls, as on a live server.
     pub fn run(
         &mut self,
         events: &[opm_model::Event],
         split: &Split,
     ) -> Result<Vec<GoldenOutcome>, HarnessError> {
-        let mut lives = LifeIndex::default();
         for ev in events {
-            lives.observe(ev);
+            self.lives.observe(ev);
         }
-        let delivered: Vec<&opm_model::Event> = events
-            .iter()
-            .filter(|e| {
-                self.info
-                    .delivers(EventKind::from_wire(e.kind.as_str()), &e.weapon, &e.map)
-            })
-            .collect();
+        let lives = std::mem::take(&mut self.lives);
+        let result = self.run_chunks(events, split, &lives);
+        self.lives = lives;
+        result
+    }
+
+    fn run_chunks(
+        &mut self,
+        events: &[opm_model::Event],
+        split: &Split,
+        lives: &LifeIndex,
+    ) -> Result<Vec<GoldenOutcome>, HarnessError> {
         let mut outcomes = Vec::new();
         let mut start = 0;
-        for (n, size) in split.sizes(delivered.len()).into_iter().enumerate() {
-            let chunk = &delivered[start..start + size];
+        for (n, size) in split.sizes(events.len()).into_iter().enumerate() {
+            let chunk = &events[start..start + size];
             start += size;
-            outcomes.extend(self.run_batch(n, chunk, &lives)?);
+            let delivered: Vec<&opm_model::Event> = chunk
+                .iter()
+                .filter(|e| {
+                    self.info
+                        .delivers(EventKind::from_wire(e.kind.as_str()), &e.weapon, &e.map)
+                })
+                .collect();
+            if !delivered.is_empty() {
+                outcomes.extend(self.run_batch(n, &delivered, lives)?);
+            }
+            self.store.drop_ended(&Ended::within(chunk));
         }
         Ok(outcomes)
     }

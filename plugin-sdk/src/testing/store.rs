@@ -82,6 +82,91 @@ pub(crate) struct Store {
     pub(crate) committed: BTreeMap<StateKey, StateValue>,
 }
 
+/// A lifecycle span that ended within a host batch: the host drops its
+/// state when the batch commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// One player's life: (guid, "{session}#{life}").
+    Life(String, String),
+    /// A match and all its rounds.
+    Match(String),
+    /// Rounds of a match numbered below the given one.
+    RoundsBefore(String, u32),
+}
+
+fn round_of(match_id: &str, instance: &str) -> Option<u32> {
+    instance
+        .strip_prefix(match_id)?
+        .strip_prefix('#')?
+        .parse()
+        .ok()
+}
+
+impl Ended {
+    fn covers(&self, k: &StateKey) -> bool {
+        match (self, k.scope) {
+            (Ended::Life(g, l), Scope::Life) => *l == k.instance && *g == k.player,
+            (Ended::Match(m), Scope::Match) => *m == k.instance,
+            (Ended::Match(m), Scope::Round) => round_of(m, &k.instance).is_some(),
+            (Ended::RoundsBefore(m, r), Scope::Round) => {
+                round_of(m, &k.instance).is_some_and(|n| n < *r)
+            }
+            _ => false,
+        }
+    }
+
+    /// The spans that end within a host batch, by the host's rules: a
+    /// spawn ends the previous life, a death or suicide the current one, a
+    /// match end the match, a round start the earlier rounds.
+    pub(crate) fn within(events: &[opm_model::Event]) -> Vec<Ended> {
+        use opm_model::EventKind as K;
+        let mut out = Vec::new();
+        for ev in events {
+            let life = |p: &opm_model::Participant, n: u32| {
+                Ended::Life(p.guid.to_string(), format!("{}#{}", ev.session, n))
+            };
+            if let Some(a) = &ev.actor {
+                if ev.kind.starts_life() && a.life > 1 {
+                    out.push(life(a, a.life - 1));
+                }
+                if ev.kind == K::PlayerSuicide || (ev.kind == K::Death && ev.target.is_none()) {
+                    out.push(life(a, a.life));
+                }
+            }
+            if let Some(t) = &ev.target
+                && ev.kind.ends_life()
+            {
+                out.push(life(t, t.life));
+            }
+            match ev.kind {
+                K::MatchEnd | K::GameEnd if !ev.match_id.is_empty() => {
+                    out.push(Ended::Match(ev.match_id.to_string()));
+                }
+                K::RoundStart if ev.round > 1 => {
+                    out.push(Ended::RoundsBefore(ev.match_id.to_string(), ev.round));
+                }
+                _ => {}
+            }
+        }
+        out.dedup();
+        out
+    }
+}
+
+impl Store {
+    /// Drops the state of spans that ended.
+    pub(crate) fn drop_ended(&mut self, ended: &[Ended]) {
+        if !ended.is_empty() {
+            self.committed
+                .retain(|k, _| !ended.iter().any(|e| e.covers(k)));
+        }
+    }
+
+    fn keys_of(&self, player: &str) -> usize {
+        self.committed.keys().filter(|k| k.player == player).count()
+    }
+}
+
 /// One batch's view of the store: reads see committed values plus this
 /// batch's writes; nothing reaches `committed` until [`Txn::writes`] is
 /// applied.
@@ -90,6 +175,8 @@ pub(crate) struct Txn<'a> {
     batch: &'a Batch,
     lives: &'a LifeIndex,
     writes: BTreeMap<StateKey, Option<StateValue>>,
+    /// Keys this batch adds, per player, for the keys-per-player limit.
+    new_keys: HashMap<String, usize>,
     /// The first call the host would have refused (the batch then fails).
     pub(crate) violation: Option<String>,
     pub(crate) logs: Vec<(Level, String)>,
@@ -102,6 +189,7 @@ impl<'a> Txn<'a> {
             batch,
             lives,
             writes: BTreeMap::new(),
+            new_keys: HashMap::new(),
             violation: None,
             logs: Vec::new(),
         }
@@ -171,6 +259,26 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// Counts a key the batch is about to create against the player's
+    /// limit; false (and a violation) when the player holds too many.
+    fn reserve(&mut self, k: &StateKey) -> bool {
+        if self.writes.contains_key(k) || self.store.committed.contains_key(k) {
+            return true;
+        }
+        let added = self.new_keys.get(&k.player).copied().unwrap_or(0);
+        let held = self.store.keys_of(&k.player) + added;
+        if held >= limits::MAX_KEYS_PER_PLAYER {
+            self.refuse(format!(
+                "player {:?} already holds {held} keys (limit {})",
+                k.player,
+                limits::MAX_KEYS_PER_PLAYER
+            ));
+            return false;
+        }
+        *self.new_keys.entry(k.player.clone()).or_default() += 1;
+        true
+    }
+
     fn counter(&self, key: &StateKey) -> i64 {
         match self.read(key) {
             Some(StateValue::Counter(v)) => v,
@@ -191,6 +299,9 @@ impl Backend for Txn<'_> {
         let Some(k) = self.address(at, scope, player, key) else {
             return 0;
         };
+        if !self.reserve(&k) {
+            return 0;
+        }
         let value = self.counter(&k).wrapping_add(delta);
         self.writes.insert(k, Some(StateValue::Counter(value)));
         value
@@ -210,7 +321,9 @@ impl Backend for Txn<'_> {
     }
 
     fn put(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str, value: i64) {
-        if let Some(k) = self.address(at, scope, player, key) {
+        if let Some(k) = self.address(at, scope, player, key)
+            && self.reserve(&k)
+        {
             self.writes.insert(k, Some(StateValue::Counter(value)));
         }
     }
@@ -224,7 +337,9 @@ impl Backend for Txn<'_> {
             ));
             return;
         }
-        if let Some(k) = self.address(at, scope, player, key) {
+        if let Some(k) = self.address(at, scope, player, key)
+            && self.reserve(&k)
+        {
             let value = (!value.is_empty()).then(|| StateValue::Blob(value.to_vec()));
             self.writes.insert(k, value);
         }
@@ -265,6 +380,9 @@ impl Backend for Txn<'_> {
         }
         if set.len() >= limits::MAX_SET_MEMBERS {
             self.refuse(format!("set {key:?} is full ({} members)", set.len()));
+            return false;
+        }
+        if !self.reserve(&k) {
             return false;
         }
         let new = set.insert(member.to_string());
