@@ -23,12 +23,21 @@ pub enum Command {
     Loadgen(crate::loadgen::LoadgenConfig),
     /// Feeds a recorded event stream (JSONL) through the ingest pipeline.
     Import(crate::loadgen::ImportConfig),
+    /// Pack author tools: new, build, test, bench, check.
+    #[command(subcommand)]
+    Plugin(crate::plugin_cli::PluginCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // The author tools print their own report; keep logs for problems.
+                match cli.command {
+                    Command::Plugin(_) => "warn".into(),
+                    _ => "info".into(),
+                }
+            }),
         )
         .init();
     match cli.command {
@@ -48,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Plugin(cmd) => crate::plugin_cli::run(cmd),
         Command::Import(config) => {
             let (ok, bad) = crate::loadgen::import(config)?;
             println!("imported {ok} events, rejected {bad}");

@@ -7,6 +7,7 @@
 //! * [`server`]: the HTTP server and its routes;
 //! * [`ingest`]: HTTP/MQTT ingest, server identity, journal, queue and pipeline;
 //! * [`metrics`]: Prometheus metrics and `GET /metrics`;
+//! * [`plugin_cli`]: the pack author's tools (`opm-stats plugin …`);
 //! * [`loadgen`]: the synthetic game (`opm-stats loadgen`) and `import`.
 
 pub mod cli;
@@ -14,4 +15,5 @@ pub mod config;
 pub mod ingest;
 pub mod loadgen;
 pub mod metrics;
+pub mod plugin_cli;
 pub mod server;
