@@ -38,6 +38,17 @@ pub struct GoldenOutcome {
 }
 
 impl GoldenOutcome {
+    /// The golden form of an outcome the production runtime committed
+    /// (for `opm-stats plugin test`, which runs the same fixtures).
+    pub fn from_host(outcome: &opm_model::plugin::Outcome) -> GoldenOutcome {
+        GoldenOutcome {
+            player: outcome.player.to_string(),
+            code: outcome.code.to_string(),
+            kind: outcome.kind.clone(),
+            event_id: outcome.event_id,
+        }
+    }
+
     pub fn to_line(&self) -> String {
         serde_json::to_string(self).expect("outcome serialises")
     }
@@ -80,6 +91,38 @@ pub fn write_expected(path: &Path, outcomes: &[GoldenOutcome]) -> Result<(), Har
     std::fs::write(path, text).map_err(io(path))
 }
 
+/// Compares outcomes with the expected ones; the error says how many of
+/// each there are and shows the first difference.
+pub fn compare(
+    what: &str,
+    expected: &[GoldenOutcome],
+    actual: &[GoldenOutcome],
+) -> Result<(), HarnessError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(HarnessError::Mismatch(describe_mismatch(
+            what, expected, actual,
+        )))
+    }
+}
+
+/// The expected-outcomes file beside an events file
+/// (`NAME.events.jsonl` → `NAME.expected.jsonl`).
+pub fn expected_path(events_path: &Path) -> Result<PathBuf, HarnessError> {
+    let name = events_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".events.jsonl"))
+        .ok_or_else(|| {
+            HarnessError::Mismatch(format!(
+                "{} is not a NAME.events.jsonl file",
+                events_path.display()
+            ))
+        })?;
+    Ok(events_path.with_file_name(format!("{name}.expected.jsonl")))
+}
+
 fn describe_mismatch(what: &str, expected: &[GoldenOutcome], actual: &[GoldenOutcome]) -> String {
     let first = expected.iter().zip(actual).position(|(e, a)| e != a);
     let at = first.unwrap_or(expected.len().min(actual.len()));
@@ -111,17 +154,13 @@ fn splits() -> Vec<(Split, bool)> {
 /// Checks one fixture given its events file; the expected file is found
 /// beside it (`NAME.events.jsonl` → `NAME.expected.jsonl`).
 pub fn check_golden<P: Pack>(events_path: &Path) -> Result<(), HarnessError> {
-    let name = events_path
+    let expected_path = expected_path(events_path)?;
+    let name = expected_path
         .file_name()
         .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".events.jsonl"))
-        .ok_or_else(|| {
-            HarnessError::Mismatch(format!(
-                "{} is not a NAME.events.jsonl file",
-                events_path.display()
-            ))
-        })?;
-    let expected_path = events_path.with_file_name(format!("{name}.expected.jsonl"));
+        .and_then(|n| n.strip_suffix(".expected.jsonl"))
+        .unwrap_or_default()
+        .to_string();
     let text = std::fs::read_to_string(events_path).map_err(io(events_path))?;
     let events = prepare(&text)?;
     let bless = std::env::var_os("OPM_BLESS").is_some_and(|v| v == "1");
@@ -136,15 +175,11 @@ pub fn check_golden<P: Pack>(events_path: &Path) -> Result<(), HarnessError> {
         let actual = Harness::<P>::new()?
             .fresh_instances(fresh)
             .run(&events, &split)?;
-        if actual != expected {
-            let what = format!(
-                "{name} with {split:?}{}",
-                if fresh { " on fresh instances" } else { "" }
-            );
-            return Err(HarnessError::Mismatch(describe_mismatch(
-                &what, &expected, &actual,
-            )));
-        }
+        let what = format!(
+            "{name} with {split:?}{}",
+            if fresh { " on fresh instances" } else { "" }
+        );
+        compare(&what, &expected, &actual)?;
     }
     Ok(())
 }

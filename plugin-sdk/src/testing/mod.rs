@@ -23,7 +23,9 @@ use opm_model::tracker::{SYNTHETIC_ID_BITS, Tracker};
 use opm_model::wire::{DecodeContext, decode_body};
 use thiserror::Error;
 
-pub use golden::{GoldenOutcome, check_golden, golden_dir, read_expected, write_expected};
+pub use golden::{
+    GoldenOutcome, check_golden, compare, expected_path, golden_dir, read_expected, write_expected,
+};
 pub use opm_model::plugin::OutcomeKind;
 pub use store::{StateKey, StateValue};
 
