@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::pack::{self, PackVersion, Warm};
 use crate::routing::Router;
 use crate::sandbox::{self, CallCtx, LogLine, World};
-use crate::state::{self, Committed, Ended, EventInfo, LifeBook, Txn, TxnLimits};
+use crate::state::{self, Committed, EndedSet, EventInfo, LifeBook, Txn, TxnLimits};
 
 /// Fuel per epoch tick in the tooling engine (see `Inner::arm`).
 const FUEL_PER_TICK: u64 = 10_000_000;
@@ -691,7 +691,7 @@ impl Inner {
         w: usize,
         events: &[Event],
         infos: &Arc<Vec<EventInfo>>,
-        ended: &[Ended],
+        ended: &EndedSet,
         out: &mut Vec<Outcome>,
     ) -> Result<(), ProcessError> {
         if entry.lagging.load(Ordering::Relaxed) {
@@ -716,7 +716,16 @@ impl Inner {
             let qinfos = Arc::new(queued.iter().map(EventInfo::of).collect::<Vec<_>>());
             let all: Vec<usize> = (0..queued.len()).collect();
             for chunk in all.chunks(512) {
-                self.evaluate(entry, &version, w, &queued, &qinfos, chunk, &[], out)?;
+                self.evaluate(
+                    entry,
+                    &version,
+                    w,
+                    &queued,
+                    &qinfos,
+                    chunk,
+                    &EndedSet::default(),
+                    out,
+                )?;
             }
         }
         self.evaluate(entry, &version, w, events, infos, &selected, ended, out)
@@ -744,7 +753,7 @@ impl Inner {
         events: &[Event],
         infos: &Arc<Vec<EventInfo>>,
         sel: &[usize],
-        ended: &[Ended],
+        ended: &EndedSet,
         out: &mut Vec<Outcome>,
     ) -> Result<(), ProcessError> {
         if sel.is_empty() {
@@ -808,7 +817,7 @@ impl Inner {
                 continue;
             }
             match self.attempt(entry, version, w, events, infos, half) {
-                Ok(p) => self.commit(entry, version, p, &[], out)?,
+                Ok(p) => self.commit(entry, version, p, &EndedSet::default(), out)?,
                 Err(f) => {
                     self.count_error(entry, version, f.0);
                     self.bisect(entry, version, w, events, infos, half, f, out)?;
@@ -864,7 +873,7 @@ impl Inner {
         }
         let mut p = empty_prepared();
         p.positions.push((ev.server.clone(), ev.id));
-        self.commit(entry, version, p, &[], out)
+        self.commit(entry, version, p, &EndedSet::default(), out)
     }
 
     pub(crate) fn record_failure(&self, failure: Failure) {
@@ -925,6 +934,8 @@ impl Inner {
                 book: self.book.clone(),
                 txn: Txn::default(),
                 limits: self.limits(),
+                instances: Default::default(),
+                keys: Default::default(),
             });
         }
         self.arm(&mut warm.store, self.cfg.batch_ticks(n));
@@ -1029,7 +1040,7 @@ impl Inner {
         entry: &PackEntry,
         version: &PackVersion,
         p: Prepared,
-        ended: &[Ended],
+        ended: &EndedSet,
         out: &mut Vec<Outcome>,
     ) -> Result<(), ProcessError> {
         let mut committed = entry.committed.lock();

@@ -28,7 +28,9 @@ use crate::bindings::pack::openmohaa::stats::{log, meta, state, types};
 use crate::bindings::{enricher, pack};
 use crate::config::RuntimeConfig;
 use crate::error::{ErrorKind, LoadError};
-use crate::state::{self as st, Committed, EventInfo, LifeBook, Slot, StateLimit, Txn, TxnLimits};
+use crate::state::{
+    self as st, Committed, EventInfo, FxMap, LifeBook, Slot, StateLimit, Txn, TxnLimits,
+};
 
 /// Builds the production engine (epochs, pooling) or the tooling engine
 /// (fuel, on-demand allocation).
@@ -356,10 +358,20 @@ pub(crate) struct CallCtx {
     pub book: Arc<Mutex<LifeBook>>,
     pub txn: Txn,
     pub limits: TxnLimits,
+    /// Round (`player` = MAX) and life instances by (event index, player).
+    pub instances: FxMap<(u32, u32), Str>,
+    /// State keys seen in this call, shared instead of reallocated.
+    pub keys: std::collections::HashSet<Str, std::hash::BuildHasherDefault<st::FxHasher>>,
 }
 
 impl CallCtx {
-    fn slot(&self, at: u32, scope: state::Scope, player: u32, key: &str) -> wasmtime::Result<Slot> {
+    fn slot(
+        &mut self,
+        at: u32,
+        scope: state::Scope,
+        player: u32,
+        key: &str,
+    ) -> wasmtime::Result<Slot> {
         let Some(&full) = self.index.get(at as usize) else {
             return Err(wasmtime::Error::new(BadCall(format!(
                 "state call for event {at}, batch has {}",
@@ -385,16 +397,43 @@ impl CallCtx {
             state::Scope::Round => Scope::Round,
             state::Scope::Life => Scope::Life,
         };
-        let inst = if scope == Scope::Life {
-            st::instance(scope, &self.events, full, guid, &self.book.lock())
-        } else {
-            st::instance(scope, &self.events, full, guid, &LifeBook::default())
+        // Round and life instances are formatted strings: make each once per
+        // (event, player) per call, not once per state operation.
+        let inst = match scope {
+            Scope::Round | Scope::Life => {
+                let who = if scope == Scope::Life {
+                    player
+                } else {
+                    u32::MAX
+                };
+                match self.instances.get(&(at, who)) {
+                    Some(i) => i.clone(),
+                    None => {
+                        let i = if scope == Scope::Life {
+                            st::instance(scope, &self.events, full, guid, &self.book.lock())
+                        } else {
+                            st::instance(scope, &self.events, full, guid, &LifeBook::default())
+                        };
+                        self.instances.insert((at, who), i.clone());
+                        i
+                    }
+                }
+            }
+            _ => st::instance(scope, &self.events, full, guid, &LifeBook::default()),
+        };
+        let key = match self.keys.get(key) {
+            Some(k) => k.clone(),
+            None => {
+                let k = Str::from(key);
+                self.keys.insert(k.clone());
+                k
+            }
         };
         Ok(Slot {
             scope,
             inst,
             player: guid.clone(),
-            key: Str::from(key),
+            key,
         })
     }
 }

@@ -2,18 +2,70 @@
 //! the per-batch write buffer, scope instance derivation and the lifecycle
 //! bookkeeping that lets ended matches, rounds and lives be dropped.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use opm_model::plugin::{Scope, StateKey, StateValue};
 use opm_model::{Event, EventKind, Str};
 
+/// FxHash: the state maps hash short strings on every guest call, where
+/// SipHash showed up as the largest cost. Keys are a pack's own state keys
+/// and player GUIDs; a hostile guest can only slow itself down.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+
 /// One pack's committed state, grouped by scope instance so an ended match,
 /// round or life is dropped in one step.
 #[derive(Debug, Default)]
 pub(crate) struct Committed {
-    inst: HashMap<(Scope, Str), HashMap<(Str, Str), StateValue>>,
-    per_player: HashMap<Str, usize>,
+    inst: FxMap<(Scope, Str), FxMap<(Str, Str), StateValue>>,
+    per_player: FxMap<Str, usize>,
 }
 
 impl Committed {
@@ -73,14 +125,14 @@ impl Committed {
     }
 
     /// Committed keys the ended lifecycle spans cover.
-    fn ended_keys(&self, ended: &[Ended]) -> Vec<(Scope, Str, Str, Str)> {
+    fn ended_keys(&self, ended: &EndedSet) -> Vec<(Scope, Str, Str, Str)> {
         let mut out = Vec::new();
         for ((scope, inst), slot) in &self.inst {
-            if !ended.iter().any(|e| e.covers_instance(*scope, inst)) {
+            if !ended.covers_instance(*scope, inst) {
                 continue;
             }
             for (player, key) in slot.keys() {
-                if ended.iter().any(|e| e.covers(*scope, inst, player)) {
+                if ended.covers(*scope, inst, player) {
                     out.push((*scope, inst.clone(), player.clone(), key.clone()));
                 }
             }
@@ -90,7 +142,7 @@ impl Committed {
 
     /// Number of values held, for tests and status.
     pub(crate) fn len(&self) -> usize {
-        self.inst.values().map(HashMap::len).sum()
+        self.inst.values().map(|m| m.len()).sum()
     }
 
     /// Every value, sorted: the state snapshot.
@@ -161,8 +213,8 @@ pub(crate) struct TxnLimits {
 /// One batch's writes. Reads see the committed value plus these writes.
 #[derive(Debug, Default)]
 pub(crate) struct Txn {
-    writes: HashMap<TxnKey, Pending>,
-    new_keys: HashMap<Str, usize>,
+    writes: FxMap<TxnKey, Pending>,
+    new_keys: FxMap<Str, usize>,
 }
 
 /// Where a state call lands.
@@ -353,9 +405,9 @@ impl Txn {
         self,
         c: &Committed,
         pack: &Str,
-        ended: &[Ended],
+        ended: &EndedSet,
     ) -> Vec<(StateKey, Option<StateValue>)> {
-        let mut out: HashMap<StateKey, Option<StateValue>> = HashMap::new();
+        let mut out: FxMap<StateKey, Option<StateValue>> = FxMap::default();
         for ((scope, inst, player, key), p) in self.writes {
             let current = c.get(scope, &inst, &player, &key);
             let value = match p {
@@ -393,10 +445,7 @@ impl Txn {
         }
         if !ended.is_empty() {
             for (k, v) in out.iter_mut() {
-                if ended
-                    .iter()
-                    .any(|e| e.covers(k.scope, &k.instance, &k.player))
-                {
+                if ended.covers(k.scope, &k.instance, &k.player) {
                     *v = None;
                 }
             }
@@ -413,9 +462,9 @@ impl Txn {
             // A delete of something that was never committed is noise.
             out.retain(|k, v| v.is_some() || c.has(k.scope, &k.instance, &k.player, &k.key));
         }
-        let mut out: Vec<_> = out.into_iter().collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        // Unordered: keys are unique, so the order cannot change what a
+        // store ends up holding, and sorting was a visible cost.
+        out.into_iter().collect()
     }
 }
 
@@ -444,27 +493,68 @@ pub(crate) enum Ended {
     RoundsBefore(Str, u32),
 }
 
-impl Ended {
+/// The lifecycle spans that ended in a batch, indexed for O(1) checks.
+#[derive(Debug, Default)]
+pub(crate) struct EndedSet {
+    lives: FxMap<Str, Vec<Str>>,
+    matches: FxSet<Str>,
+    rounds_before: FxMap<Str, u32>,
+}
+
+impl EndedSet {
+    pub(crate) fn new(ended: Vec<Ended>) -> EndedSet {
+        let mut s = EndedSet::default();
+        for e in ended {
+            match e {
+                Ended::Life(p, inst) => {
+                    let players = s.lives.entry(inst).or_default();
+                    if !players.contains(&p) {
+                        players.push(p);
+                    }
+                }
+                Ended::Match(m) => {
+                    s.matches.insert(m);
+                }
+                Ended::RoundsBefore(m, r) => {
+                    let slot = s.rounds_before.entry(m).or_default();
+                    *slot = (*slot).max(r);
+                }
+            }
+        }
+        s
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lives.is_empty() && self.matches.is_empty() && self.rounds_before.is_empty()
+    }
+
     fn covers_instance(&self, scope: Scope, inst: &str) -> bool {
-        match (self, scope) {
-            (Ended::Life(_, l), Scope::Life) => &**l == inst,
-            (Ended::Match(m), Scope::Match) => &**m == inst,
-            (Ended::Match(m), Scope::Round) => round_of(m, inst).is_some(),
-            (Ended::RoundsBefore(m, r), Scope::Round) => round_of(m, inst).is_some_and(|n| n < *r),
-            _ => false,
+        match scope {
+            Scope::Life => self.lives.contains_key(inst),
+            Scope::Match => self.matches.contains(inst),
+            Scope::Round => match inst.rsplit_once('#') {
+                Some((m, r)) => {
+                    self.matches.contains(m)
+                        || self
+                            .rounds_before
+                            .get(m)
+                            .is_some_and(|&before| r.parse::<u32>().is_ok_and(|r| r < before))
+                }
+                None => false,
+            },
+            Scope::Lifetime | Scope::Session => false,
         }
     }
 
     fn covers(&self, scope: Scope, inst: &str, player: &str) -> bool {
-        match self {
-            Ended::Life(p, _) => &**p == player && self.covers_instance(scope, inst),
+        match scope {
+            Scope::Life => self
+                .lives
+                .get(inst)
+                .is_some_and(|ps| ps.iter().any(|p| &**p == player)),
             _ => self.covers_instance(scope, inst),
         }
     }
-}
-
-fn round_of(match_id: &str, inst: &str) -> Option<u32> {
-    inst.strip_prefix(match_id)?.strip_prefix('#')?.parse().ok()
 }
 
 /// Whether the actor's life ends with this event (the tracker's rule).
@@ -584,7 +674,11 @@ fn life_at(events: &[EventInfo], at: usize, guid: &Str, book: &LifeBook) -> u32 
 }
 
 /// Lifecycle spans that end within `events`.
-pub(crate) fn ended_in(events: &[EventInfo]) -> Vec<Ended> {
+pub(crate) fn ended_in(events: &[EventInfo]) -> EndedSet {
+    EndedSet::new(ended_list(events))
+}
+
+fn ended_list(events: &[EventInfo]) -> Vec<Ended> {
     let mut out = Vec::new();
     for ev in events {
         // The tracker starts a new life on every spawn, dead or not, so the
@@ -657,11 +751,11 @@ mod tests {
     fn reads_see_committed_plus_own_writes_and_commit_resolves() {
         let mut c = Committed::default();
         let k = s(Scope::Lifetime, "", "a", "kills");
-        let w = Txn::default().resolve(&c, &pack(), &[]);
+        let w = Txn::default().resolve(&c, &pack(), &EndedSet::default());
         assert!(w.is_empty());
         let mut t = Txn::default();
         t.put(&c, &k, 10, &LIM).unwrap();
-        let w = t.resolve(&c, &pack(), &[]);
+        let w = t.resolve(&c, &pack(), &EndedSet::default());
         apply(&mut c, &w);
         let mut t = Txn::default();
         assert_eq!(t.get(&c, &k), 10);
@@ -670,9 +764,9 @@ mod tests {
         // Another batch commits meanwhile: the increment is not lost.
         let mut other = Txn::default();
         other.add(&c, &k, 1, &LIM).unwrap();
-        let w = other.resolve(&c, &pack(), &[]);
+        let w = other.resolve(&c, &pack(), &EndedSet::default());
         apply(&mut c, &w);
-        let w = t.resolve(&c, &pack(), &[]);
+        let w = t.resolve(&c, &pack(), &EndedSet::default());
         assert_eq!(w[0].1, Some(StateValue::Counter(16)));
         apply(&mut c, &w);
         assert_eq!(Txn::default().get(&c, &k), 16);
@@ -700,7 +794,7 @@ mod tests {
         assert!(t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
         assert!(!t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
         assert_eq!(t.set_count(&c, &set), 1);
-        let w = t.resolve(&c, &pack(), &[]);
+        let w = t.resolve(&c, &pack(), &EndedSet::default());
         apply(&mut c, &w);
         let mut t = Txn::default();
         assert!(!t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
@@ -710,7 +804,7 @@ mod tests {
             Err(StateLimit::SetFull(2))
         ));
         t.put_blob(&c, &b, Vec::new(), &LIM).unwrap();
-        let w = t.resolve(&c, &pack(), &[]);
+        let w = t.resolve(&c, &pack(), &EndedSet::default());
         apply(&mut c, &w);
         assert_eq!(Txn::default().get_blob(&c, &b), Vec::<u8>::new());
         assert_eq!(Txn::default().set_count(&c, &set), 2);
@@ -766,7 +860,7 @@ mod tests {
         for k in [&life, &round, &round2, &other, &their_life] {
             t.add(&c, k, 1, &lim).unwrap();
         }
-        let w = t.resolve(&c, &pack(), &[]);
+        let w = t.resolve(&c, &pack(), &EndedSet::default());
         apply(&mut c, &w);
         assert_eq!(c.len(), 5);
         let mut t = Txn::default();
@@ -774,16 +868,20 @@ mod tests {
         let w = t.resolve(
             &c,
             &pack(),
-            &[
+            &EndedSet::new(vec![
                 Ended::Life(Arc::from("a"), Arc::from("sess#1")),
                 Ended::RoundsBefore(Arc::from("m1"), 2),
-            ],
+            ]),
         );
         assert_eq!(w.len(), 2);
         assert!(w.iter().all(|(_, v)| v.is_none()));
         apply(&mut c, &w);
         assert_eq!(c.len(), 3);
-        let w = Txn::default().resolve(&c, &pack(), &[Ended::Match(Arc::from("m1"))]);
+        let w = Txn::default().resolve(
+            &c,
+            &pack(),
+            &EndedSet::new(vec![Ended::Match(Arc::from("m1"))]),
+        );
         assert_eq!(w.len(), 1);
         apply(&mut c, &w);
         assert_eq!(c.snapshot(&pack())[0].0.instance.as_ref(), "m10#1");
@@ -834,7 +932,7 @@ mod tests {
     fn lifecycle_ends() {
         let mut end = info(EventKind::MatchEnd, None, None);
         end.match_id = Arc::from("M");
-        let ended = ended_in(&[
+        let ended = ended_list(&[
             info(EventKind::PlayerKill, Some(("a", 3)), Some(("b", 7))),
             info(EventKind::PlayerSuicide, Some(("c", 2)), None),
             info(EventKind::RoundStart, None, None),

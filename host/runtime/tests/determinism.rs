@@ -27,6 +27,7 @@ fn outcomes_and_state_do_not_depend_on_batching_or_workers() {
                 &canonical(&store.outcomes()),
                 "returned vs stored",
             );
+            assert!(host.failures().is_empty(), "{:?}", host.failures());
             let snapshot = store.snapshot();
             same(
                 &snapshot,
@@ -43,7 +44,6 @@ fn outcomes_and_state_do_not_depend_on_batching_or_workers() {
                 })
                 .sum();
             assert_eq!(counted as usize, kills(&events));
-            assert!(host.failures().is_empty(), "{:?}", host.failures());
             let run = (canonical(&outcomes), snapshot);
             match &reference {
                 None => reference = Some(run),

@@ -68,6 +68,8 @@ fn bad_packs_are_isolated_recorded_and_quarantined() {
         );
     }
     cfg.max_keys_per_player = 64;
+    // Every poison event of the loop pack costs a few deadlines.
+    cfg.batch_deadline_base = std::time::Duration::from_millis(40);
     let (host, store, registry) = new_host(cfg);
     let sink = Arc::new(Sink::default());
     let host = host.with_failure_sink(sink.clone());
