@@ -17,11 +17,22 @@ async fn health() -> Json<serde_json::Value> {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
+    let mut ingest_config = config.ingest.clone();
+    let workers = ingest_config
+        .workers
+        .unwrap_or_else(|| crate::ingest::pipeline::PipelineConfig::default().workers);
+    ingest_config.workers = Some(workers);
+    let backends =
+        crate::ingest::backends::open(&config.data_dir, workers, Some(&config.plugins)).await?;
     let data_dir = config.data_dir.clone();
-    let ingest_config = config.ingest.clone();
+    let (directory, sinks, plugins) = (
+        backends.directory.clone(),
+        backends.sinks.clone(),
+        backends.plugins.clone(),
+    );
     // Opening replays the journal, which may block for a while.
     let ingest = tokio::task::spawn_blocking(move || {
-        crate::ingest::Ingest::open(&data_dir, ingest_config, Vec::new(), None)
+        crate::ingest::Ingest::open(&data_dir, ingest_config, Some(directory), sinks, plugins)
     })
     .await??;
     if ingest.config().mqtt_url.is_some() {

@@ -101,18 +101,16 @@ impl EventLog {
         &self.path
     }
 
-    /// Every event in the log (for tests and tools).
+    /// Every complete event in the log (for tests and tools); a last line
+    /// still being written is left out.
     pub fn read_all(path: &Path) -> std::io::Result<Vec<Event>> {
-        let mut out = Vec::new();
-        let reader = BufReader::new(File::open(path)?);
-        for line in reader.lines() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            out.push(serde_json::from_str(&line).map_err(std::io::Error::other)?);
-        }
-        Ok(out)
+        let text = std::fs::read_to_string(path)?;
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
+            .collect()
     }
 }
 

@@ -14,6 +14,7 @@
 //! * [`event_log`]: the embedded JSONL event store;
 //! * [`routes`]: the HTTP endpoints; [`mqtt`]: the MQTT consumer.
 
+pub mod backends;
 pub mod event_log;
 pub mod journal;
 pub mod mqtt;
@@ -162,15 +163,20 @@ struct Inner {
 impl Ingest {
     /// Opens the embedded stores under `data_dir`, replays the journal past
     /// its checkpoint and starts the pipeline.
+    /// `directory` defaults to the embedded `servers.json`; the embedded
+    /// event log is always the first sink.
     pub fn open(
         data_dir: &Path,
         config: IngestConfig,
+        directory: Option<Arc<dyn ServerDirectory>>,
         mut sinks: Vec<Arc<dyn EventSink>>,
         plugins: Option<Arc<dyn PluginStage>>,
     ) -> anyhow::Result<Ingest> {
         std::fs::create_dir_all(data_dir)?;
-        let directory: Arc<dyn ServerDirectory> =
-            Arc::new(FileDirectory::open(data_dir.join("servers.json"))?);
+        let directory: Arc<dyn ServerDirectory> = match directory {
+            Some(d) => d,
+            None => Arc::new(FileDirectory::open(data_dir.join("servers.json"))?),
+        };
         let servers = Servers::new(directory, config.registration, config.admin_token.clone());
         let event_log = Arc::new(EventLog::open(data_dir.join("events"))?);
         let event_log_path = event_log.path().to_path_buf();
@@ -243,7 +249,10 @@ impl Ingest {
             server_id: Str::from(server_id),
             received_ms: now_ms(),
         };
-        let decoded = decode_body(body, &ctx)?;
+        let mut decoded = decode_body(body, &ctx)?;
+        for ev in &mut decoded.events {
+            scrub_raw(ev);
+        }
         if !decoded.errors.is_empty() {
             metrics()
                 .rejected
@@ -350,6 +359,12 @@ impl Ingest {
         self.inner.journal.healthy() && self.inner.pipeline.ready()
     }
 
+    /// Every sequence up to this one went through every stage (it may not
+    /// be durable in the stores yet: that is the checkpoint).
+    pub fn processed(&self) -> u64 {
+        self.inner.pipeline.progress().done()
+    }
+
     /// The persisted checkpoint (sequence).
     pub fn checkpoint(&self) -> u64 {
         self.inner.journal.checkpoint()
@@ -377,6 +392,39 @@ impl Ingest {
     pub fn stop(&self) {
         self.inner.pipeline.stop();
     }
+}
+
+/// Fields that carry credentials in legacy bodies; never stored.
+const SECRET_FIELDS: &[&str] = &["server_token", "token", "auth_token"];
+
+/// Removes credentials from the original text kept for storage: legacy
+/// URL-encoded lines carried the server token in the body.
+fn scrub_raw(ev: &mut Event) {
+    let Some(raw) = &ev.raw else { return };
+    if !SECRET_FIELDS.iter().any(|f| raw.contains(f)) {
+        return;
+    }
+    let text = raw.trim();
+    let scrubbed = if text.starts_with('{') {
+        match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+            Ok(mut obj) => {
+                for f in SECRET_FIELDS {
+                    obj.remove(*f);
+                }
+                serde_json::to_string(&obj).unwrap_or_default()
+            }
+            Err(_) => return,
+        }
+    } else {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(text.as_bytes()) {
+            if !SECRET_FIELDS.contains(&&*k) {
+                out.append_pair(&k, &v);
+            }
+        }
+        out.finish()
+    };
+    ev.raw = Some(Str::from(scrubbed.as_str()));
 }
 
 fn kind_counts(events: &[Event]) -> Vec<(opm_model::EventKind, u64)> {

@@ -52,10 +52,11 @@ pub trait EventSink: Send + Sync {
 /// Called from worker threads; `worker` selects the instance set.
 pub trait PluginStage: Send + Sync {
     /// Enrichment plugins: add derived fields, before the tracker.
-    fn enrich(&self, worker: usize, events: &mut Vec<Event>);
+    fn enrich(&self, worker: usize, events: &mut Vec<Event>) -> Result<(), String>;
     /// Achievement packs; their state and outcomes are committed before
-    /// this returns.
-    fn evaluate(&self, worker: usize, events: &[Event]) -> Vec<Outcome>;
+    /// this returns. An error means nothing was committed for the failing
+    /// pack and the same batch may be offered again.
+    fn evaluate(&self, worker: usize, events: &[Event]) -> Result<Vec<Outcome>, String>;
     fn ready(&self) -> bool {
         true
     }
@@ -282,7 +283,7 @@ impl Worker {
                 let count = item.events.len();
                 let mut events = std::mem::take(&mut item.events);
                 if let Some(p) = &self.plugins {
-                    p.enrich(self.index, &mut events);
+                    retry("enrichers", || p.enrich(self.index, &mut events));
                 }
                 let tracker = self.trackers.entry(item.server.clone()).or_default();
                 for ev in events {
@@ -291,7 +292,7 @@ impl Worker {
                 done.push((item.first_seq, count));
             }
             let outcomes = match &self.plugins {
-                Some(p) => p.evaluate(self.index, &out),
+                Some(p) => retry("packs", || p.evaluate(self.index, &out)),
                 None => Vec::new(),
             };
             self.store(&out, &outcomes);
@@ -323,6 +324,23 @@ impl Worker {
         metrics()
             .sink_write_seconds
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Retries a stage until it succeeds: the events are acknowledged, so
+/// skipping a stage is not an option; the stage's own errors are transient
+/// (a store that is down), a plugin's bugs are handled inside the runtime.
+fn retry<T>(stage: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let mut wait = Duration::from_millis(10);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(stage, error = %e, retry_in = ?wait, "pipeline stage failed");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 

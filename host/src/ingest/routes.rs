@@ -329,6 +329,7 @@ async fn admin_disable(
 async fn ready(State(ingest): State<Ingest>) -> Response {
     if ingest.ready() {
         Json(json!({"status": "ready", "checkpoint": ingest.checkpoint(),
+                    "processed": ingest.processed(),
                     "queue_depth": ingest.admission().depth()}))
         .into_response()
     } else {

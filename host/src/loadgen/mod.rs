@@ -71,6 +71,9 @@ pub struct ImportConfig {
     /// Data directory of the stats server (it must not be running on it).
     #[arg(long, env = "OPM_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// Directory of plugin components to evaluate the import with.
+    #[arg(long, env = "OPM_PLUGINS")]
+    pub plugins: Option<PathBuf>,
     #[command(flatten)]
     pub ingest: crate::ingest::IngestConfig,
 }
@@ -377,8 +380,24 @@ pub fn memory_of(pid: u32) -> Option<(u64, u64)> {
 /// Feeds a recording through the ingest pipeline of a data directory.
 /// Returns (events ingested, events rejected).
 pub fn import(config: ImportConfig) -> anyhow::Result<(u64, u64)> {
-    let ingest =
-        crate::ingest::Ingest::open(&config.data_dir, config.ingest.clone(), Vec::new(), None)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut ingest_config = config.ingest.clone();
+    let workers = ingest_config
+        .workers
+        .unwrap_or_else(|| crate::ingest::pipeline::PipelineConfig::default().workers);
+    ingest_config.workers = Some(workers);
+    let backends = rt.block_on(crate::ingest::backends::open(
+        &config.data_dir,
+        workers,
+        config.plugins.as_deref(),
+    ))?;
+    let ingest = crate::ingest::Ingest::open(
+        &config.data_dir,
+        ingest_config,
+        Some(backends.directory.clone()),
+        backends.sinks.clone(),
+        backends.plugins.clone(),
+    )?;
     let file = std::fs::File::open(&config.file)
         .with_context(|| format!("open {}", config.file.display()))?;
     let mut ids: std::collections::HashMap<u64, String> = std::collections::HashMap::new();

@@ -154,19 +154,17 @@ impl Server {
         }
     }
 
-    /// Waits until the queue is empty and the checkpoint stopped moving.
+    /// Waits until the queue is empty and everything processed is
+    /// checkpointed (durable in every store).
     pub fn settle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut last = u64::MAX;
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let r = self.ready();
-            let ck = r["checkpoint"].as_u64().unwrap_or(0);
-            if r["queue_depth"].as_u64() == Some(0) && ck == last {
+            if r["queue_depth"].as_u64() == Some(0) && r["checkpoint"] == r["processed"] {
                 return;
             }
-            last = ck;
             assert!(Instant::now() < deadline, "server did not settle: {r}");
-            std::thread::sleep(Duration::from_millis(400));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

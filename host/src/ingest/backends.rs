@@ -1,0 +1,285 @@
+//! The pipeline's traits on the real components: the analytics store's
+//! batch writer as an [`EventSink`], the relational store's servers table
+//! as a [`ServerDirectory`], and the plugin runtime as a [`PluginStage`].
+//!
+//! The stores are async; the pipeline calls from its own blocking threads,
+//! so calls block those threads on the server's tokio runtime.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use opm_model::Event;
+use opm_model::plugin::Outcome;
+use opm_plugin_runtime::PluginHost;
+use opm_store::StoreError;
+use opm_store::analytics::writer::BatchWriter;
+use opm_store::relational::{self, NewServer, RelationalStore};
+use parking_lot::RwLock;
+use tokio::runtime::Handle;
+
+use crate::ingest::pipeline::{EventSink, PluginStage, SinkError};
+use crate::ingest::servers::{DirectoryError, ServerDirectory, ServerRecord, ServerStatus};
+
+/// Runs a future to completion from a thread outside the runtime's async
+/// workers (pipeline workers, the checkpointer, `spawn_blocking`).
+fn block<T>(handle: &Handle, f: impl std::future::Future<Output = T>) -> T {
+    match Handle::try_current() {
+        // On a multi-thread runtime worker: let the runtime move its other
+        // tasks off this thread while it blocks.
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(f))
+        }
+        _ => handle.block_on(f),
+    }
+}
+
+/// The analytics store, fed through its batch writer (1 000 rows or 1 s).
+/// `flush` returns once everything written is stored, which is what the
+/// checkpoint needs; the store skips events at or below its per-server
+/// high-water mark, so replays are idempotent.
+pub struct AnalyticsSink {
+    writer: BatchWriter,
+    handle: Handle,
+}
+
+impl AnalyticsSink {
+    pub fn new(writer: BatchWriter, handle: Handle) -> AnalyticsSink {
+        AnalyticsSink { writer, handle }
+    }
+}
+
+impl EventSink for AnalyticsSink {
+    fn name(&self) -> &str {
+        "analytics"
+    }
+
+    fn write(&self, events: &[Event], _outcomes: &[Outcome]) -> Result<(), SinkError> {
+        block(&self.handle, self.writer.send_many(events.to_vec()))
+            .map_err(|e| SinkError::Unavailable(e.to_string()))
+    }
+
+    fn flush(&self) -> Result<(), SinkError> {
+        block(&self.handle, self.writer.flush())
+            .map(|_| ())
+            .map_err(|e| SinkError::Unavailable(e.to_string()))
+    }
+}
+
+fn status_to_store(s: ServerStatus) -> relational::ServerStatus {
+    match s {
+        ServerStatus::Active => relational::ServerStatus::Active,
+        ServerStatus::Pending => relational::ServerStatus::Pending,
+        ServerStatus::Disabled => relational::ServerStatus::Disabled,
+    }
+}
+
+fn status_from_store(s: relational::ServerStatus) -> ServerStatus {
+    match s {
+        relational::ServerStatus::Active => ServerStatus::Active,
+        relational::ServerStatus::Pending => ServerStatus::Pending,
+        relational::ServerStatus::Disabled => ServerStatus::Disabled,
+    }
+}
+
+fn record_of(s: relational::Server) -> ServerRecord {
+    ServerRecord {
+        id: s.id,
+        name: s.name,
+        ip_address: s.ip_address,
+        port: s.port,
+        token_hash: s.token_hash,
+        status: status_from_store(s.status),
+        created_ms: s.created_ms,
+    }
+}
+
+fn unavailable(e: StoreError) -> DirectoryError {
+    DirectoryError::Unavailable(e.to_string())
+}
+
+/// The relational store's servers table, with every record cached in
+/// memory: authentication runs on every ingest request and must not wait
+/// for a database. Writes go to the store first, then to the cache; this
+/// process is the only writer of the table.
+pub struct RelationalDirectory {
+    store: Arc<dyn RelationalStore>,
+    handle: Handle,
+    cache: RwLock<HashMap<String, ServerRecord>>,
+}
+
+impl RelationalDirectory {
+    pub async fn load(store: Arc<dyn RelationalStore>) -> Result<RelationalDirectory, StoreError> {
+        let servers = store.list_servers().await?;
+        let cache = servers
+            .into_iter()
+            .map(|s| (s.id.clone(), record_of(s)))
+            .collect();
+        Ok(RelationalDirectory {
+            store,
+            handle: Handle::current(),
+            cache: RwLock::new(cache),
+        })
+    }
+
+    fn refresh(&self, id: &str) -> Result<(), DirectoryError> {
+        match block(&self.handle, self.store.server(id)).map_err(unavailable)? {
+            Some(s) => {
+                self.cache.write().insert(s.id.clone(), record_of(s));
+                Ok(())
+            }
+            None => Err(DirectoryError::NotFound(id.to_string())),
+        }
+    }
+}
+
+impl ServerDirectory for RelationalDirectory {
+    fn insert(&self, record: ServerRecord) -> Result<(), DirectoryError> {
+        let new = NewServer {
+            id: Some(record.id.clone()),
+            name: record.name.clone(),
+            ip_address: record.ip_address.clone(),
+            port: record.port,
+            token_hash: record.token_hash.clone(),
+            status: status_to_store(record.status),
+        };
+        match block(&self.handle, self.store.insert_server(&new)) {
+            Ok(s) => {
+                self.cache.write().insert(s.id.clone(), record_of(s));
+                Ok(())
+            }
+            Err(StoreError::Rejected { .. }) => Err(DirectoryError::Duplicate(format!(
+                "{}:{}",
+                record.ip_address, record.port
+            ))),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<Option<ServerRecord>, DirectoryError> {
+        Ok(self.cache.read().get(id).cloned())
+    }
+
+    fn get_by_addr(&self, ip: &str, port: u16) -> Result<Option<ServerRecord>, DirectoryError> {
+        Ok(self
+            .cache
+            .read()
+            .values()
+            .find(|r| r.ip_address == ip && r.port == port)
+            .cloned())
+    }
+
+    fn get_by_token_hash(&self, hash: &str) -> Result<Option<ServerRecord>, DirectoryError> {
+        Ok(self
+            .cache
+            .read()
+            .values()
+            .find(|r| r.token_hash == hash)
+            .cloned())
+    }
+
+    fn update_token_hash(&self, id: &str, hash: &str) -> Result<(), DirectoryError> {
+        if !block(&self.handle, self.store.update_server_token(id, hash)).map_err(unavailable)? {
+            return Err(DirectoryError::NotFound(id.to_string()));
+        }
+        self.refresh(id)
+    }
+
+    fn set_status(&self, id: &str, status: ServerStatus) -> Result<(), DirectoryError> {
+        if !block(
+            &self.handle,
+            self.store.set_server_status(id, status_to_store(status)),
+        )
+        .map_err(unavailable)?
+        {
+            return Err(DirectoryError::NotFound(id.to_string()));
+        }
+        self.refresh(id)
+    }
+
+    fn list(&self) -> Result<Vec<ServerRecord>, DirectoryError> {
+        let mut v: Vec<ServerRecord> = self.cache.read().values().cloned().collect();
+        v.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+}
+
+/// The Wasm plugin runtime: enrichers before the tracker, packs after.
+pub struct RuntimeStage {
+    host: PluginHost,
+}
+
+impl RuntimeStage {
+    pub fn new(host: PluginHost) -> RuntimeStage {
+        RuntimeStage { host }
+    }
+}
+
+impl PluginStage for RuntimeStage {
+    fn enrich(&self, worker: usize, events: &mut Vec<Event>) -> Result<(), String> {
+        self.host
+            .enrich(worker, events.as_mut_slice())
+            .map_err(|e| e.to_string())
+    }
+
+    fn evaluate(&self, worker: usize, events: &[Event]) -> Result<Vec<Outcome>, String> {
+        self.host.process(worker, events).map_err(|e| e.to_string())
+    }
+}
+
+/// The real components a server runs with.
+pub struct Backends {
+    pub stores: opm_store::Stores,
+    pub directory: Arc<dyn ServerDirectory>,
+    pub sinks: Vec<Arc<dyn EventSink>>,
+    pub plugins: Option<Arc<dyn PluginStage>>,
+    pub plugin_host: Option<PluginHost>,
+}
+
+/// Opens the stores (`CLICKHOUSE_URL`, `DATABASE_URL`, `REDIS_URL`, or
+/// embedded under `data_dir`) and, when `plugins_dir` exists, the plugin
+/// runtime with every component in it (hot-reloaded). `workers` must be the
+/// pipeline's worker count.
+pub async fn open(
+    data_dir: &std::path::Path,
+    workers: usize,
+    plugins_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Backends> {
+    let config = opm_store::StoreConfig::from_env(data_dir)?;
+    let stores = opm_store::Stores::open(&config).await?;
+    let directory: Arc<dyn ServerDirectory> =
+        Arc::new(RelationalDirectory::load(stores.relational.clone()).await?);
+    let writer = BatchWriter::spawn(stores.analytics.clone(), Default::default());
+    let sinks: Vec<Arc<dyn EventSink>> =
+        vec![Arc::new(AnalyticsSink::new(writer, Handle::current()))];
+    let mut plugin_host = None;
+    if let Some(dir) = plugins_dir.filter(|d| d.is_dir()) {
+        let mut rc = opm_plugin_runtime::RuntimeConfig::new(data_dir.join("plugin-cache"));
+        rc.workers = workers;
+        let state = Arc::new(opm_store::relational::state::SqlStateStore::new(
+            stores.relational.clone(),
+            Handle::current(),
+        ));
+        let host = PluginHost::new(rc, state, prometheus::default_registry())
+            .map_err(|e| anyhow::anyhow!("plugin runtime: {e}"))?;
+        let loader = host.clone();
+        let dir_owned = dir.to_path_buf();
+        // Compiling components is slow; keep it off the async threads.
+        for (path, e) in tokio::task::spawn_blocking(move || loader.load_dir(&dir_owned)).await? {
+            tracing::error!(component = %path.display(), error = %e, "plugin rejected");
+        }
+        if let Err(e) = host.watch(dir) {
+            tracing::warn!(error = %e, "plugin hot reload disabled");
+        }
+        plugin_host = Some(host);
+    }
+    let plugins = plugin_host
+        .clone()
+        .map(|h| Arc::new(RuntimeStage::new(h)) as Arc<dyn PluginStage>);
+    Ok(Backends {
+        stores,
+        directory,
+        sinks,
+        plugins,
+        plugin_host,
+    })
+}
