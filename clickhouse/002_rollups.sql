@@ -37,13 +37,13 @@ SELECT
     actor_guid AS player_id,
     argMaxState(actor_name, if(actor_name = '', toInt64(0), time_ms)) AS player_name,
     count() AS events,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid) AS kills,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid) AS kills,
     sum(kind = 'player_kill' AND (target_guid = '' OR target_guid = actor_guid)) AS deaths,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
     sum((kind = 'player_kill' AND (target_guid = '' OR target_guid = actor_guid)) OR kind = 'player_suicide') AS suicides,
     sum(kind = 'player_teamkill') AS team_kills,
     sum(kind = 'player_bash') AS bash_kills,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid AND grenade = 1) AS grenade_kills,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid AND grenade = 1) AS grenade_kills,
     sum(kind = 'bot_killed') AS bot_kills,
     sum(if(kind = 'damage' AND target_guid != actor_guid, toFloat64(damage), 0.)) AS damage_dealt,
     sum(kind = 'weapon_fire') AS shots_fired,
@@ -51,7 +51,8 @@ SELECT
     sum(kind = 'jump') AS jumps,
     sum(kind = 'reload') AS reloads,
     sum(moved) AS distance,
-    sum(playtime) AS playtime_seconds
+    sum(playtime) AS playtime_seconds,
+    toFloat64(0) AS damage_taken
 FROM {db}.raw_events
 WHERE actor_guid != ''
 GROUP BY day, player_id;
@@ -64,7 +65,20 @@ SELECT
     count() AS events,
     sum(kind = 'player_kill') AS deaths,
     sum(actor_guid = '' AND kind IN ('player_kill', 'player_suicide')) AS suicides,
-    sum(if(kind = 'damage', toFloat64(damage), 0.)) AS damage_taken
+    sum(if(kind = 'damage', toFloat64(damage), 0.)) AS damage_taken,
+    toUInt64(0) AS kills,
+    toUInt64(0) AS headshots,
+    toUInt64(0) AS team_kills,
+    toUInt64(0) AS bash_kills,
+    toUInt64(0) AS grenade_kills,
+    toUInt64(0) AS bot_kills,
+    toFloat64(0) AS damage_dealt,
+    toUInt64(0) AS shots_fired,
+    toUInt64(0) AS shots_hit,
+    toUInt64(0) AS jumps,
+    toUInt64(0) AS reloads,
+    toFloat64(0) AS distance,
+    toFloat64(0) AS playtime_seconds
 FROM {db}.raw_events
 WHERE target_guid != '' AND target_guid != actor_guid
 GROUP BY day, player_id;
@@ -90,11 +104,12 @@ SELECT
     actor_guid AS player_id,
     weapon,
     count() AS events,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid) AS kills,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid) AS kills,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
     sum(kind = 'weapon_fire') AS shots_fired,
     sum(kind = 'weapon_hit') AS shots_hit,
-    sum(if(kind = 'damage' AND target_guid != actor_guid, toFloat64(damage), 0.)) AS damage_dealt
+    sum(if(kind = 'damage' AND target_guid != actor_guid, toFloat64(damage), 0.)) AS damage_dealt,
+    toUInt64(0) AS deaths
 FROM {db}.raw_events
 WHERE actor_guid != '' AND weapon != '' AND kind IN ('player_kill', 'weapon_fire', 'weapon_hit', 'damage')
 GROUP BY day, player_id, weapon;
@@ -105,7 +120,12 @@ SELECT
     target_guid AS player_id,
     weapon,
     count() AS events,
-    count() AS deaths
+    count() AS deaths,
+    toUInt64(0) AS kills,
+    toUInt64(0) AS headshots,
+    toUInt64(0) AS shots_fired,
+    toUInt64(0) AS shots_hit,
+    toFloat64(0) AS damage_dealt
 FROM {db}.raw_events
 WHERE target_guid != '' AND target_guid != actor_guid AND weapon != '' AND kind = 'player_kill'
 GROUP BY day, player_id, weapon;
@@ -129,9 +149,9 @@ SELECT
     actor_guid AS player_id,
     map AS map_name,
     count() AS events,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid) AS kills,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid) AS kills,
     sum(kind = 'player_kill' AND (target_guid = '' OR target_guid = actor_guid)) AS deaths,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
     sum(if(kind = 'damage' AND target_guid != actor_guid, toFloat64(damage), 0.)) AS damage_dealt
 FROM {db}.raw_events
 WHERE actor_guid != '' AND map != ''
@@ -143,7 +163,10 @@ SELECT
     target_guid AS player_id,
     map AS map_name,
     count() AS events,
-    sum(kind = 'player_kill') AS deaths
+    sum(kind = 'player_kill') AS deaths,
+    toUInt64(0) AS kills,
+    toUInt64(0) AS headshots,
+    toFloat64(0) AS damage_dealt
 FROM {db}.raw_events
 WHERE target_guid != '' AND target_guid != actor_guid AND map != ''
 GROUP BY day, player_id, map_name;
@@ -170,8 +193,11 @@ SELECT
     hit_location,
     count() AS events,
     sum(kind = 'weapon_hit') AS hits,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid) AS kills,
-    sum(if(kind = 'damage' AND target_guid != actor_guid, toFloat64(damage), 0.)) AS damage_dealt
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid) AS kills,
+    sum(if(kind = 'damage' AND target_guid != actor_guid, toFloat64(damage), 0.)) AS damage_dealt,
+    toUInt64(0) AS hits_taken,
+    toUInt64(0) AS deaths,
+    toFloat64(0) AS damage_taken
 FROM {db}.raw_events
 WHERE actor_guid != '' AND hit_location != '' AND kind IN ('player_kill', 'weapon_hit', 'damage')
 GROUP BY day, player_id, hit_location;
@@ -184,7 +210,10 @@ SELECT
     count() AS events,
     sum(kind = 'weapon_hit') AS hits_taken,
     sum(kind = 'player_kill') AS deaths,
-    sum(if(kind = 'damage', toFloat64(damage), 0.)) AS damage_taken
+    sum(if(kind = 'damage', toFloat64(damage), 0.)) AS damage_taken,
+    toUInt64(0) AS hits,
+    toUInt64(0) AS kills,
+    toFloat64(0) AS damage_dealt
 FROM {db}.raw_events
 WHERE target_guid != '' AND target_guid != actor_guid AND hit_location != '' AND kind IN ('player_kill', 'weapon_hit', 'damage')
 GROUP BY day, player_id, hit_location;
@@ -209,7 +238,7 @@ SELECT
     toInt32(floor(actor_y / 100)) AS cell_y,
     count() AS events
 FROM {db}.raw_events
-WHERE kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid AND actor_has_pos = 1
+WHERE kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid AND actor_has_pos = 1
 GROUP BY day, map_name, cell_x, cell_y;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.mv_heatmap_deaths TO {db}.heatmap_cells AS
@@ -221,7 +250,7 @@ SELECT
     toInt32(floor(target_y / 100)) AS cell_y,
     count() AS events
 FROM {db}.raw_events
-WHERE kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid AND target_has_pos = 1
+WHERE kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid AND target_has_pos = 1
 GROUP BY day, map_name, cell_x, cell_y;
 
 CREATE TABLE IF NOT EXISTS {db}.map_stats_daily (
@@ -240,8 +269,8 @@ SELECT
     toDate(time) AS day,
     map AS map_name,
     count() AS events,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid) AS kills,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid) AS kills,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
     sum(if(kind = 'damage' AND target_guid != actor_guid, toFloat64(damage), 0.)) AS damage_dealt
 FROM {db}.raw_events
 WHERE map != ''
@@ -270,7 +299,7 @@ SELECT
     maxState(time_ms) AS ended_ms,
     maxState(round) AS max_round,
     count() AS events,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid) AS kills
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid) AS kills
 FROM {db}.raw_events
 WHERE match_id != ''
 GROUP BY match_id;
@@ -298,12 +327,13 @@ SELECT
     argMaxState(actor_name, if(actor_name = '', toInt64(0), time_ms)) AS player_name,
     argMaxState(actor_team, if(actor_team = '', toInt64(0), time_ms)) AS team,
     count() AS events,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid) AS kills,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid) AS kills,
     sum(kind = 'player_kill' AND (target_guid = '' OR target_guid = actor_guid)) AS deaths,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid AND headshot = 1) AS headshots,
     sum((kind = 'player_kill' AND (target_guid = '' OR target_guid = actor_guid)) OR kind = 'player_suicide') AS suicides,
     sum(kind = 'player_teamkill') AS team_kills,
-    sum(if(kind = 'damage' AND target_guid != actor_guid, toFloat64(damage), 0.)) AS damage_dealt
+    sum(if(kind = 'damage' AND target_guid != actor_guid, toFloat64(damage), 0.)) AS damage_dealt,
+    toFloat64(0) AS damage_taken
 FROM {db}.raw_events
 WHERE match_id != '' AND actor_guid != ''
 GROUP BY match_id, player_id;
@@ -317,7 +347,11 @@ SELECT
     count() AS events,
     sum(kind = 'player_kill') AS deaths,
     sum(actor_guid = '' AND kind IN ('player_kill', 'player_suicide')) AS suicides,
-    sum(if(kind = 'damage', toFloat64(damage), 0.)) AS damage_taken
+    sum(if(kind = 'damage', toFloat64(damage), 0.)) AS damage_taken,
+    toUInt64(0) AS kills,
+    toUInt64(0) AS headshots,
+    toUInt64(0) AS team_kills,
+    toFloat64(0) AS damage_dealt
 FROM {db}.raw_events
 WHERE match_id != '' AND target_guid != '' AND target_guid != actor_guid
 GROUP BY match_id, player_id;
@@ -336,7 +370,7 @@ SELECT
     toStartOfHour(time) AS hour,
     server AS server_id,
     count() AS events,
-    sum(kind = 'player_kill' AND target_guid != '' AND target_guid != actor_guid) AS kills
+    sum(kind = 'player_kill' AND actor_guid != '' AND target_guid != '' AND target_guid != actor_guid) AS kills
 FROM {db}.raw_events
 WHERE server != ''
 GROUP BY hour, server_id

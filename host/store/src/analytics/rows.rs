@@ -5,7 +5,7 @@
 //! step by the cross-backend tests, which also recount a generated stream
 //! independently. The rules, per event with actor A and target T:
 //!
-//! * a *kill* is `player_kill` with T set and T ≠ A; it gives A a kill
+//! * a *kill* is `player_kill` with A and T set and T ≠ A; it gives A a kill
 //!   (a headshot when the hit location is head or helmet, a grenade kill
 //!   when the weapon or means of death names a grenade) and T a death;
 //! * a `player_kill` of oneself (T = A) or by the world (A empty) is a
@@ -94,7 +94,7 @@ pub struct Contribution {
 /// True for a kill of another player: the event that counts kills.
 pub fn is_kill(e: &Event) -> bool {
     let (a, t) = (guid(&e.actor), guid(&e.target));
-    e.kind == EventKind::PlayerKill && !t.is_empty() && t != a
+    e.kind == EventKind::PlayerKill && !a.is_empty() && !t.is_empty() && t != a
 }
 
 /// The player rows an event contributes to: the actor when set, and the

@@ -157,6 +157,7 @@ async fn run(
             }
             Err(e) => {
                 state.failed_attempts += 1;
+                out.send_replace(state.clone());
                 tracing::warn!(error = %e, "analytics store unavailable at start; retrying");
                 tokio::time::sleep(backoff.next()).await;
             }
@@ -191,7 +192,7 @@ async fn run(
         while !buf.is_empty() {
             let n = buf.len().min(config.max_rows);
             let batch: Vec<Event> = buf.drain(..n).collect();
-            write_batch(&*store, &config, batch, &mut state).await;
+            write_batch(&*store, &config, batch, &mut state, &out).await;
             out.send_replace(state.clone());
         }
         deadline = None;
@@ -208,6 +209,7 @@ async fn write_batch(
     config: &WriterConfig,
     batch: Vec<Event>,
     state: &mut Committed,
+    out: &watch::Sender<Committed>,
 ) {
     let mut pending = vec![batch];
     while let Some(batch) = pending.pop() {
@@ -235,6 +237,7 @@ async fn write_batch(
                 }
                 Err(e @ StoreError::Rejected { .. }) | Err(e @ StoreError::Decode { .. }) => {
                     state.failed_attempts += 1;
+                    out.send_replace(state.clone());
                     rejected += 1;
                     if rejected < config.rejected_attempts {
                         tracing::error!(error = %e, rows = batch.len(), "analytics store rejected a batch; retrying");
@@ -258,6 +261,7 @@ async fn write_batch(
                 }
                 Err(e) => {
                     state.failed_attempts += 1;
+                    out.send_replace(state.clone());
                     let wait = backoff.next();
                     tracing::warn!(error = %e, rows = batch.len(), retry_in_ms = wait.as_millis() as u64, "analytics store unavailable; batch kept");
                     tokio::time::sleep(wait).await;
