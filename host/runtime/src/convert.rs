@@ -3,11 +3,10 @@
 //! table, because lowering strings per event costs several times more than
 //! lowering numbers.
 
-use std::collections::HashMap;
-
 use opm_model::{Event, Participant, Stance, Str, Team};
 
 use crate::bindings::{kind_to_wit, wit};
+use crate::state::FxMap;
 
 /// A WIT batch plus the player table's GUIDs, which the state bridge needs to
 /// turn a `player-ref` back into a stable identity.
@@ -19,10 +18,10 @@ pub(crate) struct Lowered {
 #[derive(Default)]
 struct Tables {
     symbols: Vec<String>,
-    symbol_index: HashMap<Str, u32>,
+    symbol_index: FxMap<Str, u32>,
     players: Vec<wit::PlayerInfo>,
     guids: Vec<Str>,
-    player_index: HashMap<Str, u32>,
+    player_index: FxMap<Str, u32>,
 }
 
 impl Tables {

@@ -170,6 +170,13 @@ impl Committed {
     }
 }
 
+fn counter(v: Option<&StateValue>) -> i64 {
+    match v {
+        Some(StateValue::Counter(n)) => *n,
+        _ => 0,
+    }
+}
+
 /// A buffered write.
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
@@ -241,18 +248,28 @@ impl Txn {
         self.writes.get(&s.txn_key())
     }
 
+    /// Counts a key this batch creates against the player's cap.
+    fn claim_key(
+        &mut self,
+        c: &Committed,
+        player: &Str,
+        lim: &TxnLimits,
+    ) -> Result<(), StateLimit> {
+        let held = c.keys_of(player) + self.new_keys.get(player).copied().unwrap_or(0);
+        if held >= lim.keys_per_player {
+            return Err(StateLimit::TooManyKeys(held));
+        }
+        *self.new_keys.entry(player.clone()).or_default() += 1;
+        Ok(())
+    }
+
     /// Makes room for a write; fails when it would create a key beyond the
     /// player's cap.
     fn reserve(&mut self, c: &Committed, s: &Slot, lim: &TxnLimits) -> Result<(), StateLimit> {
         if self.writes.contains_key(&s.txn_key()) || c.has(s.scope, &s.inst, &s.player, &s.key) {
             return Ok(());
         }
-        let held = c.keys_of(&s.player) + self.new_keys.get(&s.player).copied().unwrap_or(0);
-        if held >= lim.keys_per_player {
-            return Err(StateLimit::TooManyKeys(held));
-        }
-        *self.new_keys.entry(s.player.clone()).or_default() += 1;
-        Ok(())
+        self.claim_key(c, &s.player, lim)
     }
 
     pub(crate) fn get(&self, c: &Committed, s: &Slot) -> i64 {
@@ -276,21 +293,34 @@ impl Txn {
         delta: i64,
         lim: &TxnLimits,
     ) -> Result<i64, StateLimit> {
-        self.reserve(c, s, lim)?;
-        let e = self.writes.entry(s.txn_key()).or_insert(Pending::Counter {
-            base: None,
-            delta: 0,
-        });
-        match e {
-            Pending::Counter { delta: d, .. } => *d = d.wrapping_add(delta),
-            other => {
-                *other = Pending::Counter {
-                    base: Some(0),
-                    delta,
+        // The hot path: one transaction lookup, at most one committed lookup.
+        let k = s.txn_key();
+        if let Some(p) = self.writes.get_mut(&k) {
+            match p {
+                Pending::Counter { base, delta: d } => {
+                    *d = d.wrapping_add(delta);
+                    let (base, d) = (*base, *d);
+                    let base =
+                        base.unwrap_or_else(|| counter(c.get(s.scope, &s.inst, &s.player, &s.key)));
+                    return Ok(base.wrapping_add(d));
+                }
+                other => {
+                    *other = Pending::Counter {
+                        base: Some(0),
+                        delta,
+                    };
+                    return Ok(delta);
                 }
             }
         }
-        Ok(self.get(c, s))
+        let current = c.get(s.scope, &s.inst, &s.player, &s.key);
+        if current.is_none() {
+            self.claim_key(c, &s.player, lim)?;
+        }
+        let committed = counter(current);
+        self.writes
+            .insert(k, Pending::Counter { base: None, delta });
+        Ok(committed.wrapping_add(delta))
     }
 
     pub(crate) fn put(
