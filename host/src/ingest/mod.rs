@@ -207,13 +207,16 @@ impl Ingest {
                 "replaying journal past the checkpoint"
             );
         }
+        // The writer starts before the replay so the checkpointer can run
+        // (and free queue room) while a long replay is fed in; nothing is
+        // appended before `open` returns, so replayed records stay first.
+        let p = pipeline.clone();
+        let journal = journal.start(Box::new(move |record| p.dispatch(record)));
+        pipeline.spawn_checkpointer(journal.clone(), interval);
         for record in recovery.replay {
             admission.reserve_blocking(record.events.len());
             pipeline.dispatch(record);
         }
-        let p = pipeline.clone();
-        let journal = journal.start(Box::new(move |record| p.dispatch(record)));
-        pipeline.spawn_checkpointer(journal.clone(), interval);
         Ok(Ingest {
             inner: Arc::new(Inner {
                 servers,
@@ -375,11 +378,11 @@ impl Ingest {
     pub fn drain(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
+            if let Err(e) = self.inner.pipeline.checkpoint(&self.inner.journal) {
+                tracing::warn!(error = %e, "checkpoint failed");
+            }
             if self.inner.admission.depth() == 0 {
-                match self.inner.pipeline.checkpoint(&self.inner.journal) {
-                    Ok(_) => return true,
-                    Err(e) => tracing::warn!(error = %e, "final checkpoint failed"),
-                }
+                return true;
             }
             if std::time::Instant::now() >= deadline {
                 return false;

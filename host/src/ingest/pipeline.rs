@@ -69,10 +69,14 @@ struct Work {
     events: Vec<Event>,
 }
 
-/// Which journal records are done, to find the checkpoint.
+/// Which journal records are done, to find the checkpoint, and how many
+/// queue slots each holds until the stores have it durably.
 pub struct Progress {
     /// first sequence → (last sequence, done).
     open: Mutex<BTreeMap<u64, (u64, bool)>>,
+    /// Done records not yet covered by a checkpoint: (last sequence,
+    /// events). Their queue slots are released when the checkpoint passes.
+    unreleased: Mutex<std::collections::VecDeque<(u64, usize)>>,
     done: AtomicU64,
 }
 
@@ -80,6 +84,7 @@ impl Progress {
     pub fn new(checkpoint: u64) -> Progress {
         Progress {
             open: Mutex::new(BTreeMap::new()),
+            unreleased: Mutex::new(std::collections::VecDeque::new()),
             done: AtomicU64::new(checkpoint),
         }
     }
@@ -95,12 +100,14 @@ impl Progress {
             entry.1 = true;
         }
         let mut done = self.done.load(Ordering::Acquire);
+        let mut unreleased = self.unreleased.lock();
         while let Some(entry) = open.first_entry() {
             if !entry.get().1 {
                 break;
             }
-            done = entry.get().0;
-            entry.remove();
+            let (first, (last, _)) = entry.remove_entry();
+            done = last;
+            unreleased.push_back((last, (last - first + 1) as usize));
         }
         self.done.store(done, Ordering::Release);
     }
@@ -108,6 +115,20 @@ impl Progress {
     /// Every sequence up to this one has been through every stage.
     pub fn done(&self) -> u64 {
         self.done.load(Ordering::Acquire)
+    }
+
+    /// Events of done records at or below `checkpoint`, forgotten now.
+    pub fn release_through(&self, checkpoint: u64) -> usize {
+        let mut unreleased = self.unreleased.lock();
+        let mut n = 0;
+        while let Some(&(last, count)) = unreleased.front() {
+            if last > checkpoint {
+                break;
+            }
+            n += count;
+            unreleased.pop_front();
+        }
+        n
     }
 }
 
@@ -166,7 +187,6 @@ impl Pipeline {
                 index,
                 rx,
                 progress: progress.clone(),
-                admission: admission.clone(),
                 sinks: sinks.clone(),
                 plugins: plugins.clone(),
                 trackers: HashMap::new(),
@@ -220,12 +240,18 @@ impl Pipeline {
     pub fn checkpoint(&self, journal: &JournalHandle) -> Result<u64, String> {
         let done = self.progress.done();
         if done <= journal.checkpoint() {
+            // Records replayed below an old checkpoint still hold slots.
+            self.admission
+                .release(self.progress.release_through(journal.checkpoint()));
             return Ok(journal.checkpoint());
         }
         for sink in self.sinks.iter() {
             sink.flush().map_err(|e| format!("{}: {e}", sink.name()))?;
         }
         journal.set_checkpoint(done).map_err(|e| e.to_string())?;
+        // Only now are these events safe in every store: their queue slots
+        // bound memory up to here, so a slow store pushes back on ingest.
+        self.admission.release(self.progress.release_through(done));
         Ok(done)
     }
 
@@ -254,7 +280,6 @@ struct Worker {
     index: usize,
     rx: Receiver<Work>,
     progress: Arc<Progress>,
-    admission: Arc<Admission>,
     sinks: Arc<Vec<Arc<dyn EventSink>>>,
     plugins: Option<Arc<dyn PluginStage>>,
     trackers: HashMap<Str, Tracker>,
@@ -280,7 +305,6 @@ impl Worker {
             out.clear();
             let mut done = Vec::with_capacity(items.len());
             for mut item in items.drain(..) {
-                let count = item.events.len();
                 let mut events = std::mem::take(&mut item.events);
                 if let Some(p) = &self.plugins {
                     retry("enrichers", || p.enrich(self.index, &mut events));
@@ -289,7 +313,7 @@ impl Worker {
                 for ev in events {
                     tracker.process(ev, &mut out);
                 }
-                done.push((item.first_seq, count));
+                done.push(item.first_seq);
             }
             let outcomes = match &self.plugins {
                 Some(p) => retry("packs", || p.evaluate(self.index, &out)),
@@ -297,9 +321,8 @@ impl Worker {
             };
             self.store(&out, &outcomes);
             count_processed(&out);
-            for (first_seq, count) in done {
+            for first_seq in done {
                 self.progress.complete(first_seq);
-                self.admission.release(count);
             }
         }
     }
@@ -382,5 +405,8 @@ mod tests {
         assert_eq!(p.done(), 20);
         p.complete(21);
         assert_eq!(p.done(), 21);
+        assert_eq!(p.release_through(15), 5);
+        assert_eq!(p.release_through(21), 6);
+        assert_eq!(p.release_through(30), 0);
     }
 }
