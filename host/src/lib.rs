@@ -8,8 +8,11 @@
 //! * [`ingest`]: HTTP/MQTT ingest, server identity, journal, queue and pipeline;
 //! * [`metrics`]: Prometheus metrics and `GET /metrics`;
 //! * [`plugin_cli`]: the pack author's tools (`opm-stats plugin …`);
-//! * [`loadgen`]: the synthetic game (`opm-stats loadgen`) and `import`.
+//! * [`loadgen`]: the synthetic game (`opm-stats loadgen`) and `import`;
+//! * [`api`]: the read routes over the stores (player, leaderboard, match,
+//!   achievements), cached in the live store.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod ingest;

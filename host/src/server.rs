@@ -45,6 +45,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let app = router()
         .merge(crate::ingest::routes::router(ingest.clone()))
+        .merge(crate::api::router(backends.stores.clone()))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving");
