@@ -784,6 +784,13 @@ impl Inner {
                     .observe(started.elapsed().as_secs_f64());
                 Ok(())
             }
+            Err(f) if f.0 == ErrorKind::Instantiate => {
+                // No instance could be made (pool exhausted, `describe`
+                // failing): not these events' fault, so none is skipped.
+                self.count_error(entry, version, f.0);
+                self.hold(entry, w, events, sel, &f);
+                Ok(())
+            }
             Err(f) => {
                 self.count_error(entry, version, f.0);
                 self.bisect(entry, version, w, events, infos, sel, f, out)?;
@@ -818,6 +825,10 @@ impl Inner {
             }
             match self.attempt(entry, version, w, events, infos, half) {
                 Ok(p) => self.commit(entry, version, p, &EndedSet::default(), out)?,
+                Err(f) if f.0 == ErrorKind::Instantiate => {
+                    self.count_error(entry, version, f.0);
+                    self.hold(entry, w, events, half, &f);
+                }
                 Err(f) => {
                     self.count_error(entry, version, f.0);
                     self.bisect(entry, version, w, events, infos, half, f, out)?;
@@ -825,6 +836,29 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// Quarantines the pack and queues `sel` for after the back-off.
+    fn hold(&self, entry: &PackEntry, w: usize, events: &[Event], sel: &[usize], fault: &Fault) {
+        tracing::error!(pack = %entry.id, "cannot instantiate: {}", fault.1);
+        self.quarantine(entry, Instant::now());
+        self.enqueue(entry, w, sel.iter().map(|&i| &events[i]));
+    }
+
+    fn quarantine(&self, entry: &PackEntry, now: Instant) {
+        let mut h = entry.health.lock();
+        if h.until.is_some_and(|u| u > now) {
+            return;
+        }
+        h.recent.clear();
+        h.until = Some(now + h.backoff);
+        h.quarantines += 1;
+        tracing::warn!(pack = %entry.id, backoff_ms = h.backoff.as_millis() as u64, "pack quarantined");
+        h.backoff = (h.backoff * 2).min(self.cfg.quarantine_backoff_max);
+        self.metrics
+            .quarantined
+            .with_label_values(&[&*entry.id])
+            .set(1);
     }
 
     /// Records a poison event and moves the pack's position past it.
@@ -860,15 +894,8 @@ impl Inner {
                 h.recent.pop_front();
             }
             if h.recent.len() >= self.cfg.quarantine_after {
-                h.recent.clear();
-                h.until = Some(now + h.backoff);
-                h.quarantines += 1;
-                tracing::warn!(pack = %entry.id, backoff_ms = h.backoff.as_millis() as u64, "pack quarantined");
-                h.backoff = (h.backoff * 2).min(self.cfg.quarantine_backoff_max);
-                self.metrics
-                    .quarantined
-                    .with_label_values(&[&*entry.id])
-                    .set(1);
+                drop(h);
+                self.quarantine(entry, now);
             }
         }
         let mut p = empty_prepared();

@@ -144,3 +144,59 @@ fn bad_packs_are_isolated_recorded_and_quarantined() {
     );
     assert!(!logs.is_empty());
 }
+
+#[test]
+fn a_pack_that_cannot_get_an_instance_waits_instead_of_skipping() {
+    let events = stream(1, 400, 8);
+    let tmp = tempfile::tempdir().unwrap();
+    let packs = tmp.path().join("packs");
+    std::fs::create_dir_all(&packs).unwrap();
+    std::fs::copy(good_pack(), packs.join("a.wasm")).unwrap();
+    std::fs::copy(good_pack(), packs.join("b.wasm")).unwrap();
+    let mut cfg = config(&tmp.path().join("cache"), 1);
+    // Room for one instance: `a` takes it, `b` cannot instantiate.
+    cfg.max_instances = 1;
+    cfg.quarantine_backoff_start = std::time::Duration::from_millis(1);
+    cfg.pack_config.insert("a".into(), kv(&[("id", "a")]));
+    cfg.pack_config.insert("b".into(), kv(&[("id", "b")]));
+    let (host, store, _) = new_host(cfg);
+    assert!(host.load_dir(&packs).is_empty());
+    run(&host, &events, 1, 64);
+    assert!(host.failures().is_empty(), "no event was declared poison");
+    let b = || {
+        host.status()
+            .packs
+            .into_iter()
+            .find(|p| &*p.id == "b")
+            .unwrap()
+    };
+    assert!(b().queued > 0 && b().positions.is_empty() && b().quarantines >= 1);
+
+    // Free the slot: `b` catches up from its queue, in order, once.
+    host.unload(&packs.join("a.wasm"));
+    while b().queued > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        host.process(0, &[]).unwrap();
+    }
+    let kills: i64 = store
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| &*k.pack == "b" && &*k.key == "kills")
+        .map(|(_, v)| match v {
+            opm_model::plugin::StateValue::Counter(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(kills as usize, common::kills(&events));
+    let a: Vec<_> = canonical(&store.outcomes())
+        .into_iter()
+        .filter(|o| o.0 == "a")
+        .map(|o| (o.1, o.2.replacen("a-", "", 1), o.3, o.4))
+        .collect();
+    let b: Vec<_> = canonical(&store.outcomes())
+        .into_iter()
+        .filter(|o| o.0 == "b")
+        .map(|o| (o.1, o.2.replacen("b-", "", 1), o.3, o.4))
+        .collect();
+    same(&a, &b, "b's late outcomes equal a's");
+}
