@@ -134,7 +134,7 @@ impl Guest for Pack {
                         code: format!("{}-kills-{kills}", config.prefix),
                         event_id: ev.id,
                     }));
-                } else if config.match5 && kills % 10 == 0 {
+                } else if config.match5 && kills.is_multiple_of(10) {
                     out.push(Outcome::Progress(Progress {
                         player: p,
                         code: format!("{}-match-5", config.prefix),
