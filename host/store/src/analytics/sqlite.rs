@@ -275,36 +275,76 @@ impl Deltas {
     }
 }
 
-fn insert_raw_sql() -> &'static str {
-    "INSERT OR IGNORE INTO raw_events (server, event_id, month, time_ms, kind, type_name, game_time_ms, session, match_id, round, map, game_mode,
-        actor_guid, actor_name, actor_smf_id, actor_team, actor_has_pos, actor_x, actor_y, actor_z, actor_pitch, actor_yaw, actor_stance, actor_health, actor_life,
-        target_guid, target_name, target_smf_id, target_team, target_has_pos, target_x, target_y, target_z, target_pitch, target_yaw, target_stance, target_health, target_life,
-        weapon, means_of_death, hit_location, damage, distance, headshot, grenade, moved, playtime, extra, raw)
-     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32,$33,$34,$35,$36,$37,$38,$39,$40,$41,$42,$43,$44,$45,$46,$47,$48,$49)"
+/// A bound value of a generated multi-row statement.
+enum V {
+    I(i64),
+    F(f64),
+    S(String),
+    NI(Option<i64>),
 }
 
-type Q<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+/// SQLite accepts 32 766 parameters per statement; stay well below.
+const MAX_PARAMS: usize = 30_000;
 
-fn bind_participant<'q>(q: Q<'q>, p: &Option<Participant>) -> Q<'q> {
+/// Runs `INSERT INTO {head} VALUES (…),(…) {tail}` over `rows` in as few
+/// statements as the parameter limit allows: one statement per table per
+/// batch instead of one per row, which is what makes SQLite fast here.
+async fn insert_many(
+    tx: &mut Transaction<'_, Sqlite>,
+    head: &str,
+    tail: &str,
+    rows: Vec<Vec<V>>,
+) -> Result<u64, StoreError> {
+    let Some(width) = rows.first().map(Vec::len) else {
+        return Ok(0);
+    };
+    let one = format!("({})", vec!["?"; width].join(","));
+    let mut affected = 0;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<V>> = rows.by_ref().take((MAX_PARAMS / width).max(1)).collect();
+        let sql = format!(
+            "INSERT INTO {head} VALUES {} {tail}",
+            vec![one.as_str(); chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for row in chunk {
+            for v in row {
+                q = match v {
+                    V::I(x) => q.bind(x),
+                    V::F(x) => q.bind(x),
+                    V::S(x) => q.bind(x),
+                    V::NI(x) => q.bind(x),
+                };
+            }
+        }
+        affected += q.execute(&mut **tx).await.map_err(err)?.rows_affected();
+    }
+    Ok(affected)
+}
+
+fn participant_values(out: &mut Vec<V>, p: &Option<Participant>) {
     let d = Participant::default();
     let p = p.as_ref().unwrap_or(&d);
     let pos = p.position.unwrap_or_default();
-    q.bind(p.guid.to_string())
-        .bind(p.name.to_string())
-        .bind(p.smf_id.unwrap_or(0) as i64)
-        .bind(p.team.as_str())
-        .bind(p.position.is_some() as i64)
-        .bind(pos.x as f64)
-        .bind(pos.y as f64)
-        .bind(pos.z as f64)
-        .bind(p.pitch as f64)
-        .bind(p.yaw as f64)
-        .bind(p.stance.as_str())
-        .bind(p.health.map(|h| h as i64))
-        .bind(p.life as i64)
+    out.extend([
+        V::S(p.guid.to_string()),
+        V::S(p.name.to_string()),
+        V::I(p.smf_id.unwrap_or(0) as i64),
+        V::S(p.team.as_str().to_string()),
+        V::I(p.position.is_some() as i64),
+        V::F(pos.x as f64),
+        V::F(pos.y as f64),
+        V::F(pos.z as f64),
+        V::F(p.pitch as f64),
+        V::F(p.yaw as f64),
+        V::S(p.stance.as_str().to_string()),
+        V::NI(p.health.map(|h| h as i64)),
+        V::I(p.life as i64),
+    ]);
 }
 
-async fn insert_raw(tx: &mut Transaction<'_, Sqlite>, e: &Event) -> Result<bool, StoreError> {
+fn raw_values(e: &Event) -> Vec<V> {
     let extra = serde_json::to_string(
         &e.extra
             .iter()
@@ -312,245 +352,295 @@ async fn insert_raw(tx: &mut Transaction<'_, Sqlite>, e: &Event) -> Result<bool,
             .collect::<Vec<_>>(),
     )
     .unwrap_or_else(|_| "[]".into());
-    let q = sqlx::query(insert_raw_sql())
-        .bind(e.server.to_string())
-        .bind(e.id as i64)
-        .bind(time::month_id(e.time_ms) as i64)
-        .bind(e.time_ms)
-        .bind(e.kind.as_str())
-        .bind(e.type_name.to_string())
-        .bind(e.game_time_ms)
-        .bind(e.session.to_string())
-        .bind(e.match_id.to_string())
-        .bind(e.round as i64)
-        .bind(e.map.to_string())
-        .bind(e.game_mode.to_string());
-    let q = bind_participant(q, &e.actor);
-    let q = bind_participant(q, &e.target);
-    let q = q
-        .bind(e.weapon.to_string())
-        .bind(e.means_of_death.to_string())
-        .bind(e.hit_location.to_string())
-        .bind(e.damage as f64)
-        .bind(e.distance as f64)
-        .bind((rows::is_kill(e) && rows::is_headshot(&e.hit_location)) as i64)
-        .bind(rows::is_grenade(e) as i64)
-        .bind(rows::moved(e))
-        .bind(rows::playtime(e))
-        .bind(extra)
-        .bind(e.raw.as_deref().unwrap_or("").to_string());
-    let done = q.execute(&mut **tx).await.map_err(err)?;
-    Ok(done.rows_affected() == 1)
+    let mut v = Vec::with_capacity(49);
+    v.extend([
+        V::S(e.server.to_string()),
+        V::I(e.id as i64),
+        V::I(time::month_id(e.time_ms) as i64),
+        V::I(e.time_ms),
+        V::S(e.kind.as_str().to_string()),
+        V::S(e.type_name.to_string()),
+        V::NI(e.game_time_ms),
+        V::S(e.session.to_string()),
+        V::S(e.match_id.to_string()),
+        V::I(e.round as i64),
+        V::S(e.map.to_string()),
+        V::S(e.game_mode.to_string()),
+    ]);
+    participant_values(&mut v, &e.actor);
+    participant_values(&mut v, &e.target);
+    v.extend([
+        V::S(e.weapon.to_string()),
+        V::S(e.means_of_death.to_string()),
+        V::S(e.hit_location.to_string()),
+        V::F(e.damage as f64),
+        V::F(e.distance as f64),
+        V::I((rows::is_kill(e) && rows::is_headshot(&e.hit_location)) as i64),
+        V::I(rows::is_grenade(e) as i64),
+        V::F(rows::moved(e)),
+        V::F(rows::playtime(e)),
+        V::S(extra),
+        V::S(e.raw.as_deref().unwrap_or("").to_string()),
+    ]);
+    v
+}
+
+const RAW_HEAD: &str = "raw_events (server, event_id, month, time_ms, kind, type_name, game_time_ms, session, match_id, round, map, game_mode,
+    actor_guid, actor_name, actor_smf_id, actor_team, actor_has_pos, actor_x, actor_y, actor_z, actor_pitch, actor_yaw, actor_stance, actor_health, actor_life,
+    target_guid, target_name, target_smf_id, target_team, target_has_pos, target_x, target_y, target_z, target_pitch, target_yaw, target_stance, target_health, target_life,
+    weapon, means_of_death, hit_location, damage, distance, headshot, grenade, moved, playtime, extra, raw)";
+
+fn u(x: f64) -> V {
+    V::I(x as i64)
 }
 
 async fn apply(tx: &mut Transaction<'_, Sqlite>, d: Deltas) -> Result<(), StoreError> {
-    for ((day, player), (name, events, c)) in d.player_daily {
-        sqlx::query(
-            "INSERT INTO player_stats_daily (day, player_id, player_name, name_ms, events, kills, deaths, headshots, suicides, team_kills,
-                bash_kills, grenade_kills, bot_kills, damage_dealt, damage_taken, shots_fired, shots_hit, jumps, reloads, distance, playtime_seconds)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)
-             ON CONFLICT (player_id, day) DO UPDATE SET
-                player_name = CASE WHEN excluded.name_ms > name_ms THEN excluded.player_name ELSE player_name END,
-                name_ms = max(name_ms, excluded.name_ms),
-                events = events + excluded.events, kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
-                headshots = headshots + excluded.headshots, suicides = suicides + excluded.suicides,
-                team_kills = team_kills + excluded.team_kills, bash_kills = bash_kills + excluded.bash_kills,
-                grenade_kills = grenade_kills + excluded.grenade_kills, bot_kills = bot_kills + excluded.bot_kills,
-                damage_dealt = damage_dealt + excluded.damage_dealt, damage_taken = damage_taken + excluded.damage_taken,
-                shots_fired = shots_fired + excluded.shots_fired, shots_hit = shots_hit + excluded.shots_hit,
-                jumps = jumps + excluded.jumps, reloads = reloads + excluded.reloads,
-                distance = distance + excluded.distance, playtime_seconds = playtime_seconds + excluded.playtime_seconds",
-        )
-        .bind(day)
-        .bind(player)
-        .bind(name.value)
-        .bind(name.ms)
-        .bind(events as i64)
-        .bind(c.kills as i64)
-        .bind(c.deaths as i64)
-        .bind(c.headshots as i64)
-        .bind(c.suicides as i64)
-        .bind(c.team_kills as i64)
-        .bind(c.bash_kills as i64)
-        .bind(c.grenade_kills as i64)
-        .bind(c.bot_kills as i64)
-        .bind(c.damage_dealt)
-        .bind(c.damage_taken)
-        .bind(c.shots_fired as i64)
-        .bind(c.shots_hit as i64)
-        .bind(c.jumps as i64)
-        .bind(c.reloads as i64)
-        .bind(c.distance)
-        .bind(c.playtime_seconds)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    }
-    for ((day, player, weapon), v) in d.weapon {
-        sqlx::query(
-            "INSERT INTO player_weapon_stats (day, player_id, weapon, events, kills, deaths, headshots, shots_fired, shots_hit, damage_dealt)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
-             ON CONFLICT (player_id, weapon, day) DO UPDATE SET events = events + excluded.events,
-                kills = kills + excluded.kills, deaths = deaths + excluded.deaths, headshots = headshots + excluded.headshots,
-                shots_fired = shots_fired + excluded.shots_fired, shots_hit = shots_hit + excluded.shots_hit,
-                damage_dealt = damage_dealt + excluded.damage_dealt",
-        )
-        .bind(day)
-        .bind(player)
-        .bind(weapon)
-        .bind(v[0] as i64)
-        .bind(v[1] as i64)
-        .bind(v[2] as i64)
-        .bind(v[3] as i64)
-        .bind(v[4] as i64)
-        .bind(v[5] as i64)
-        .bind(v[6])
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    }
-    for ((day, player, map), v) in d.map {
-        sqlx::query(
-            "INSERT INTO player_map_stats (day, player_id, map_name, events, kills, deaths, headshots, damage_dealt)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
-             ON CONFLICT (player_id, map_name, day) DO UPDATE SET events = events + excluded.events,
-                kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
-                headshots = headshots + excluded.headshots, damage_dealt = damage_dealt + excluded.damage_dealt",
-        )
-        .bind(day)
-        .bind(player)
-        .bind(map)
-        .bind(v[0] as i64)
-        .bind(v[1] as i64)
-        .bind(v[2] as i64)
-        .bind(v[3] as i64)
-        .bind(v[4])
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    }
-    for ((day, player, loc), v) in d.hitloc {
-        sqlx::query(
-            "INSERT INTO player_hitloc_stats (day, player_id, hit_location, events, hits, kills, damage_dealt, hits_taken, deaths, damage_taken)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
-             ON CONFLICT (player_id, hit_location, day) DO UPDATE SET events = events + excluded.events,
-                hits = hits + excluded.hits, kills = kills + excluded.kills, damage_dealt = damage_dealt + excluded.damage_dealt,
-                hits_taken = hits_taken + excluded.hits_taken, deaths = deaths + excluded.deaths,
-                damage_taken = damage_taken + excluded.damage_taken",
-        )
-        .bind(day)
-        .bind(player)
-        .bind(loc)
-        .bind(v[0] as i64)
-        .bind(v[1] as i64)
-        .bind(v[2] as i64)
-        .bind(v[3])
-        .bind(v[4] as i64)
-        .bind(v[5] as i64)
-        .bind(v[6])
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    }
-    for ((day, map, layer, x, y), n) in d.heat {
-        sqlx::query(
-            "INSERT INTO heatmap_cells (day, map_name, layer, cell_x, cell_y, events) VALUES ($1,$2,$3,$4,$5,$6)
-             ON CONFLICT (map_name, layer, cell_x, cell_y, day) DO UPDATE SET events = events + excluded.events",
-        )
-        .bind(day)
-        .bind(map)
-        .bind(layer)
-        .bind(x)
-        .bind(y)
-        .bind(n as i64)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    }
-    for ((day, map), v) in d.map_daily {
-        sqlx::query(
-            "INSERT INTO map_stats_daily (day, map_name, events, kills, headshots, damage_dealt) VALUES ($1,$2,$3,$4,$5,$6)
-             ON CONFLICT (map_name, day) DO UPDATE SET events = events + excluded.events, kills = kills + excluded.kills,
-                headshots = headshots + excluded.headshots, damage_dealt = damage_dealt + excluded.damage_dealt",
-        )
-        .bind(day)
-        .bind(map)
-        .bind(v[0] as i64)
-        .bind(v[1] as i64)
-        .bind(v[2] as i64)
-        .bind(v[3])
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    }
-    for (id, m) in d.matches {
-        sqlx::query(
-            "INSERT INTO match_summary (match_id, server_id, map_name, game_type, started_ms, ended_ms, max_round, events, kills)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
-             ON CONFLICT (match_id) DO UPDATE SET server_id = max(server_id, excluded.server_id),
-                map_name = max(map_name, excluded.map_name), game_type = max(game_type, excluded.game_type),
-                started_ms = min(started_ms, excluded.started_ms), ended_ms = max(ended_ms, excluded.ended_ms),
-                max_round = max(max_round, excluded.max_round), events = events + excluded.events, kills = kills + excluded.kills",
-        )
-        .bind(id)
-        .bind(m.server)
-        .bind(m.map)
-        .bind(m.game_type)
-        .bind(m.started)
-        .bind(m.ended)
-        .bind(m.max_round as i64)
-        .bind(m.events as i64)
-        .bind(m.kills as i64)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    }
-    for ((match_id, player), (name, team, v)) in d.match_players {
-        sqlx::query(
-            "INSERT INTO match_players (match_id, player_id, player_name, name_ms, team, team_ms, events, kills, deaths, headshots,
-                suicides, team_kills, damage_dealt, damage_taken)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
-             ON CONFLICT (match_id, player_id) DO UPDATE SET
-                player_name = CASE WHEN excluded.name_ms > name_ms THEN excluded.player_name ELSE player_name END,
-                name_ms = max(name_ms, excluded.name_ms),
-                team = CASE WHEN excluded.team_ms > team_ms THEN excluded.team ELSE team END,
-                team_ms = max(team_ms, excluded.team_ms),
-                events = events + excluded.events, kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
-                headshots = headshots + excluded.headshots, suicides = suicides + excluded.suicides,
-                team_kills = team_kills + excluded.team_kills, damage_dealt = damage_dealt + excluded.damage_dealt,
-                damage_taken = damage_taken + excluded.damage_taken",
-        )
-        .bind(match_id)
-        .bind(player)
-        .bind(name.value)
-        .bind(name.ms)
-        .bind(team.value)
-        .bind(team.ms)
-        .bind(v[0] as i64)
-        .bind(v[1] as i64)
-        .bind(v[2] as i64)
-        .bind(v[3] as i64)
-        .bind(v[4] as i64)
-        .bind(v[5] as i64)
-        .bind(v[6])
-        .bind(v[7])
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    }
-    for ((hour, server), v) in d.activity {
-        sqlx::query(
-            "INSERT INTO server_activity (hour, server_id, events, kills) VALUES ($1,$2,$3,$4)
-             ON CONFLICT (server_id, hour) DO UPDATE SET events = events + excluded.events, kills = kills + excluded.kills",
-        )
-        .bind(hour)
-        .bind(server)
-        .bind(v[0] as i64)
-        .bind(v[1] as i64)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    }
+    let rows = d
+        .player_daily
+        .into_iter()
+        .map(|((day, player), (name, events, c))| {
+            vec![
+                V::S(day),
+                V::S(player),
+                V::S(name.value),
+                V::I(name.ms),
+                V::I(events as i64),
+                V::I(c.kills as i64),
+                V::I(c.deaths as i64),
+                V::I(c.headshots as i64),
+                V::I(c.suicides as i64),
+                V::I(c.team_kills as i64),
+                V::I(c.bash_kills as i64),
+                V::I(c.grenade_kills as i64),
+                V::I(c.bot_kills as i64),
+                V::F(c.damage_dealt),
+                V::F(c.damage_taken),
+                V::I(c.shots_fired as i64),
+                V::I(c.shots_hit as i64),
+                V::I(c.jumps as i64),
+                V::I(c.reloads as i64),
+                V::F(c.distance),
+                V::F(c.playtime_seconds),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
+        "player_stats_daily (day, player_id, player_name, name_ms, events, kills, deaths, headshots, suicides, team_kills,
+            bash_kills, grenade_kills, bot_kills, damage_dealt, damage_taken, shots_fired, shots_hit, jumps, reloads, distance, playtime_seconds)",
+        "ON CONFLICT (player_id, day) DO UPDATE SET
+            player_name = CASE WHEN excluded.name_ms > name_ms THEN excluded.player_name ELSE player_name END,
+            name_ms = max(name_ms, excluded.name_ms),
+            events = events + excluded.events, kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
+            headshots = headshots + excluded.headshots, suicides = suicides + excluded.suicides,
+            team_kills = team_kills + excluded.team_kills, bash_kills = bash_kills + excluded.bash_kills,
+            grenade_kills = grenade_kills + excluded.grenade_kills, bot_kills = bot_kills + excluded.bot_kills,
+            damage_dealt = damage_dealt + excluded.damage_dealt, damage_taken = damage_taken + excluded.damage_taken,
+            shots_fired = shots_fired + excluded.shots_fired, shots_hit = shots_hit + excluded.shots_hit,
+            jumps = jumps + excluded.jumps, reloads = reloads + excluded.reloads,
+            distance = distance + excluded.distance, playtime_seconds = playtime_seconds + excluded.playtime_seconds",
+        rows,
+    )
+    .await?;
+    let rows = d
+        .weapon
+        .into_iter()
+        .map(|((day, player, weapon), v)| {
+            vec![
+                V::S(day),
+                V::S(player),
+                V::S(weapon),
+                u(v[0]),
+                u(v[1]),
+                u(v[2]),
+                u(v[3]),
+                u(v[4]),
+                u(v[5]),
+                V::F(v[6]),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
+        "player_weapon_stats (day, player_id, weapon, events, kills, deaths, headshots, shots_fired, shots_hit, damage_dealt)",
+        "ON CONFLICT (player_id, weapon, day) DO UPDATE SET events = events + excluded.events,
+            kills = kills + excluded.kills, deaths = deaths + excluded.deaths, headshots = headshots + excluded.headshots,
+            shots_fired = shots_fired + excluded.shots_fired, shots_hit = shots_hit + excluded.shots_hit,
+            damage_dealt = damage_dealt + excluded.damage_dealt",
+        rows,
+    )
+    .await?;
+    let rows = d
+        .map
+        .into_iter()
+        .map(|((day, player, map), v)| {
+            vec![
+                V::S(day),
+                V::S(player),
+                V::S(map),
+                u(v[0]),
+                u(v[1]),
+                u(v[2]),
+                u(v[3]),
+                V::F(v[4]),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
+        "player_map_stats (day, player_id, map_name, events, kills, deaths, headshots, damage_dealt)",
+        "ON CONFLICT (player_id, map_name, day) DO UPDATE SET events = events + excluded.events,
+            kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
+            headshots = headshots + excluded.headshots, damage_dealt = damage_dealt + excluded.damage_dealt",
+        rows,
+    )
+    .await?;
+    let rows = d
+        .hitloc
+        .into_iter()
+        .map(|((day, player, loc), v)| {
+            vec![
+                V::S(day),
+                V::S(player),
+                V::S(loc),
+                u(v[0]),
+                u(v[1]),
+                u(v[2]),
+                V::F(v[3]),
+                u(v[4]),
+                u(v[5]),
+                V::F(v[6]),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
+        "player_hitloc_stats (day, player_id, hit_location, events, hits, kills, damage_dealt, hits_taken, deaths, damage_taken)",
+        "ON CONFLICT (player_id, hit_location, day) DO UPDATE SET events = events + excluded.events,
+            hits = hits + excluded.hits, kills = kills + excluded.kills, damage_dealt = damage_dealt + excluded.damage_dealt,
+            hits_taken = hits_taken + excluded.hits_taken, deaths = deaths + excluded.deaths,
+            damage_taken = damage_taken + excluded.damage_taken",
+        rows,
+    )
+    .await?;
+    let rows = d
+        .heat
+        .into_iter()
+        .map(|((day, map, layer, x, y), n)| {
+            vec![
+                V::S(day),
+                V::S(map),
+                V::S(layer.to_string()),
+                V::I(x as i64),
+                V::I(y as i64),
+                V::I(n as i64),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
+        "heatmap_cells (day, map_name, layer, cell_x, cell_y, events)",
+        "ON CONFLICT (map_name, layer, cell_x, cell_y, day) DO UPDATE SET events = events + excluded.events",
+        rows,
+    )
+    .await?;
+    let rows = d
+        .map_daily
+        .into_iter()
+        .map(|((day, map), v)| vec![V::S(day), V::S(map), u(v[0]), u(v[1]), u(v[2]), V::F(v[3])])
+        .collect();
+    insert_many(
+        tx,
+        "map_stats_daily (day, map_name, events, kills, headshots, damage_dealt)",
+        "ON CONFLICT (map_name, day) DO UPDATE SET events = events + excluded.events, kills = kills + excluded.kills,
+            headshots = headshots + excluded.headshots, damage_dealt = damage_dealt + excluded.damage_dealt",
+        rows,
+    )
+    .await?;
+    let rows = d
+        .matches
+        .into_iter()
+        .map(|(id, m)| {
+            vec![
+                V::S(id),
+                V::S(m.server),
+                V::S(m.map),
+                V::S(m.game_type),
+                V::I(m.started),
+                V::I(m.ended),
+                V::I(m.max_round as i64),
+                V::I(m.events as i64),
+                V::I(m.kills as i64),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
+        "match_summary (match_id, server_id, map_name, game_type, started_ms, ended_ms, max_round, events, kills)",
+        "ON CONFLICT (match_id) DO UPDATE SET server_id = max(server_id, excluded.server_id),
+            map_name = max(map_name, excluded.map_name), game_type = max(game_type, excluded.game_type),
+            started_ms = min(started_ms, excluded.started_ms), ended_ms = max(ended_ms, excluded.ended_ms),
+            max_round = max(max_round, excluded.max_round), events = events + excluded.events, kills = kills + excluded.kills",
+        rows,
+    )
+    .await?;
+    let rows = d
+        .match_players
+        .into_iter()
+        .map(|((match_id, player), (name, team, v))| {
+            vec![
+                V::S(match_id),
+                V::S(player),
+                V::S(name.value),
+                V::I(name.ms),
+                V::S(team.value),
+                V::I(team.ms),
+                u(v[0]),
+                u(v[1]),
+                u(v[2]),
+                u(v[3]),
+                u(v[4]),
+                u(v[5]),
+                V::F(v[6]),
+                V::F(v[7]),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
+        "match_players (match_id, player_id, player_name, name_ms, team, team_ms, events, kills, deaths, headshots,
+            suicides, team_kills, damage_dealt, damage_taken)",
+        "ON CONFLICT (match_id, player_id) DO UPDATE SET
+            player_name = CASE WHEN excluded.name_ms > name_ms THEN excluded.player_name ELSE player_name END,
+            name_ms = max(name_ms, excluded.name_ms),
+            team = CASE WHEN excluded.team_ms > team_ms THEN excluded.team ELSE team END,
+            team_ms = max(team_ms, excluded.team_ms),
+            events = events + excluded.events, kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
+            headshots = headshots + excluded.headshots, suicides = suicides + excluded.suicides,
+            team_kills = team_kills + excluded.team_kills, damage_dealt = damage_dealt + excluded.damage_dealt,
+            damage_taken = damage_taken + excluded.damage_taken",
+        rows,
+    )
+    .await?;
+    let rows = d
+        .activity
+        .into_iter()
+        .map(|((hour, server), v)| {
+            vec![
+                V::S(hour),
+                V::S(server),
+                V::I(v[0] as i64),
+                V::I(v[1] as i64),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
+        "server_activity (hour, server_id, events, kills)",
+        "ON CONFLICT (server_id, hour) DO UPDATE SET events = events + excluded.events, kills = kills + excluded.kills",
+        rows,
+    )
+    .await?;
     Ok(())
 }
 
@@ -613,6 +703,7 @@ impl AnalyticsStore for SqliteAnalytics {
         }
         let mut report = InsertReport::default();
         let mut deltas = Deltas::default();
+        let mut fresh: Vec<&Event> = Vec::with_capacity(order.len());
         for e in order {
             let mark = marks.get_mut(&*e.server).expect("loaded above");
             if e.id == 0 || e.id <= *mark {
@@ -620,12 +711,15 @@ impl AnalyticsStore for SqliteAnalytics {
                 continue;
             }
             *mark = e.id;
-            if insert_raw(&mut tx, e).await? {
-                report.inserted += 1;
-                deltas.add(e);
-            } else {
-                report.skipped += 1;
-            }
+            fresh.push(e);
+        }
+        // Above the high-water mark, committed in the same transaction as
+        // the rows, nothing can exist yet: a conflict here would mean the
+        // invariant broke, and the plain INSERT fails the batch loudly.
+        let rows = fresh.iter().map(|e| raw_values(e)).collect();
+        report.inserted = insert_many(&mut tx, RAW_HEAD, "", rows).await?;
+        for e in &fresh {
+            deltas.add(e);
         }
         apply(&mut tx, deltas).await?;
         for (server, mark) in &marks {
