@@ -42,7 +42,8 @@ pub enum PackState {
         remaining_ms: u64,
     },
     /// The queue overflowed while quarantined: the pack is paused at its
-    /// positions and needs its events replayed (see `docs/runtime.md`).
+    /// positions until its events are replayed ([`PluginHost::replay`])
+    /// and it is resumed ([`PluginHost::resume`]).
     Lagging,
 }
 
@@ -304,6 +305,53 @@ impl PluginHost {
         }
         inner.book.lock().observe(&infos);
         Ok(out)
+    }
+
+    /// Evaluates `events` for one pack only, even while it is lagging;
+    /// positions still apply, so events it already evaluated are skipped.
+    /// With [`PluginHost::resume`] this is how a lagging pack catches up: on
+    /// each worker, replay that worker's servers from the pack's positions
+    /// up to the last event the worker has processed, then resume, all on
+    /// the worker's own thread so no live event slips in between.
+    pub fn replay(
+        &self,
+        worker: usize,
+        pack: &str,
+        events: &[Event],
+    ) -> Result<Vec<Outcome>, ProcessError> {
+        let inner = &self.inner;
+        if worker >= inner.cfg.workers {
+            return Err(ProcessError::Worker(worker, inner.cfg.workers));
+        }
+        let packs = inner.packs.load_full();
+        let Some(entry) = packs.iter().find(|e| &*e.id == pack) else {
+            return Ok(Vec::new());
+        };
+        let infos: Arc<Vec<EventInfo>> = Arc::new(events.iter().map(EventInfo::of).collect());
+        let ended = state::ended_in(&infos);
+        let mut out = Vec::new();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            inner.run_pack_unpaused(entry, worker, events, &infos, &ended, &mut out)
+        }));
+        match r {
+            Ok(Ok(())) => Ok(out),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                tracing::error!(pack = %entry.id, "host panic while replaying pack");
+                *entry.current.load().slots[worker].lock() = None;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Lets a lagging pack run again (after its events were replayed).
+    /// False when the pack is not loaded or was not lagging.
+    pub fn resume(&self, pack: &str) -> bool {
+        let packs = self.inner.packs.load();
+        packs
+            .iter()
+            .find(|e| &*e.id == pack)
+            .is_some_and(|e| e.lagging.swap(false, Ordering::Relaxed))
     }
 
     /// Status of every pack and enricher, and the components rejected.
@@ -695,8 +743,23 @@ impl Inner {
         out: &mut Vec<Outcome>,
     ) -> Result<(), ProcessError> {
         if entry.lagging.load(Ordering::Relaxed) {
+            // Everything from the positions on will be replayed, queued
+            // events included.
+            entry.queues[w].lock().clear();
             return Ok(());
         }
+        self.run_pack_unpaused(entry, w, events, infos, ended, out)
+    }
+
+    fn run_pack_unpaused(
+        &self,
+        entry: &PackEntry,
+        w: usize,
+        events: &[Event],
+        infos: &Arc<Vec<EventInfo>>,
+        ended: &EndedSet,
+        out: &mut Vec<Outcome>,
+    ) -> Result<(), ProcessError> {
         let version = entry.current.load_full();
         let selected: Vec<usize> = {
             let pos = entry.positions.lock();
@@ -711,7 +774,14 @@ impl Inner {
             self.enqueue(entry, w, selected.iter().map(|&i| &events[i]));
             return Ok(());
         }
-        let queued: Vec<Event> = entry.queues[w].lock().drain(..).collect();
+        let queued: Vec<Event> = {
+            let pos = entry.positions.lock();
+            entry.queues[w]
+                .lock()
+                .drain(..)
+                .filter(|ev| pos.get(&ev.server).is_none_or(|&p| ev.id > p))
+                .collect()
+        };
         if !queued.is_empty() {
             let qinfos = Arc::new(queued.iter().map(EventInfo::of).collect::<Vec<_>>());
             let all: Vec<usize> = (0..queued.len()).collect();

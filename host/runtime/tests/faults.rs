@@ -200,3 +200,57 @@ fn a_pack_that_cannot_get_an_instance_waits_instead_of_skipping() {
         .collect();
     same(&a, &b, "b's late outcomes equal a's");
 }
+
+#[test]
+fn a_lagging_pack_catches_up_by_replay() {
+    let events = stream(1, 400, 12);
+    let tmp = tempfile::tempdir().unwrap();
+    let packs = tmp.path().join("packs");
+    std::fs::create_dir_all(&packs).unwrap();
+    std::fs::copy(good_pack(), packs.join("a.wasm")).unwrap();
+    std::fs::copy(good_pack(), packs.join("b.wasm")).unwrap();
+    let mut cfg = config(&tmp.path().join("cache"), 1);
+    cfg.max_instances = 1;
+    cfg.quarantine_backoff_start = std::time::Duration::from_millis(1);
+    cfg.quarantine_backoff_max = std::time::Duration::from_millis(1);
+    // A queue too small for what `b` misses while it cannot run.
+    cfg.quarantine_buffer = 10;
+    cfg.pack_config.insert("a".into(), kv(&[("id", "a")]));
+    cfg.pack_config.insert("b".into(), kv(&[("id", "b")]));
+    let (host, store, _) = new_host(cfg);
+    assert!(host.load_dir(&packs).is_empty());
+    run(&host, &events, 1, 64);
+    let b = || {
+        host.status()
+            .packs
+            .into_iter()
+            .find(|p| &*p.id == "b")
+            .unwrap()
+    };
+    assert_eq!(b().state, opm_plugin_runtime::PackState::Lagging);
+    assert!(host.failures().is_empty());
+
+    host.unload(&packs.join("a.wasm"));
+    // The worker replays from b's positions (none yet: everything), then
+    // resumes it, on its own thread. (The sleep outlasts the 1 ms back-off.)
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    for chunk in events.chunks(64) {
+        host.replay(0, "b", chunk).unwrap();
+    }
+    assert!(host.resume("b"));
+    assert_eq!(b().state, opm_plugin_runtime::PackState::Active);
+    let strip = |pack: &str| -> Vec<_> {
+        canonical(&store.outcomes())
+            .into_iter()
+            .filter(|o| o.0 == pack)
+            .map(|o| (o.1, o.2.replacen(&format!("{pack}-"), "", 1), o.3, o.4))
+            .collect()
+    };
+    same(&strip("a"), &strip("b"), "b after replay equals a");
+    // Replaying again changes nothing: positions make it idempotent.
+    let before = store.outcomes().len();
+    for chunk in events.chunks(64) {
+        host.replay(0, "b", chunk).unwrap();
+    }
+    assert_eq!(store.outcomes().len(), before);
+}
