@@ -103,13 +103,17 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
 }
 
 fn load_fixture(path: &Path) -> anyhow::Result<Vec<opm_model::Event>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     opm_plugin_sdk::testing::prepare(&text).with_context(|| format!("preparing {}", path.display()))
 }
 
 fn test(args: &TestArgs) -> anyhow::Result<()> {
     let events = load_fixture(&args.fixture)?;
-    let expected_path = args.expected.clone().unwrap_or_else(|| sibling_expected(&args.fixture));
+    let expected_path = args
+        .expected
+        .clone()
+        .unwrap_or_else(|| sibling_expected(&args.fixture));
     let expected = read_expected(&expected_path)
         .with_context(|| format!("reading {}", expected_path.display()))?;
     // One batch, single events and the production batch size must all agree.
@@ -118,7 +122,12 @@ fn test(args: &TestArgs) -> anyhow::Result<()> {
         let run = tooling::run_fixture(&args.pack, args.config.clone(), &events, batch)
             .with_context(|| format!("running {}", args.pack.display()))?;
         if let Some(f) = run.failures.first() {
-            bail!("the pack failed on event {}: {} ({:?})", f.event_id, f.message, f.kind);
+            bail!(
+                "the pack failed on event {}: {} ({:?})",
+                f.event_id,
+                f.message,
+                f.kind
+            );
         }
         let actual: Vec<GoldenOutcome> = run
             .outcomes
@@ -143,7 +152,10 @@ fn test(args: &TestArgs) -> anyhow::Result<()> {
         "ok: {} events, {} outcomes ({} unlocks), {:.0} instructions/event, memory high-water {} KiB",
         run.events,
         run.outcomes.len(),
-        run.outcomes.iter().filter(|o| o.kind == OutcomeKind::Unlock).count(),
+        run.outcomes
+            .iter()
+            .filter(|o| o.kind == OutcomeKind::Unlock)
+            .count(),
         run.fuel as f64 / run.events.max(1) as f64,
         run.memory_high_water / 1024
     );
@@ -151,7 +163,10 @@ fn test(args: &TestArgs) -> anyhow::Result<()> {
 }
 
 fn sibling_expected(fixture: &Path) -> PathBuf {
-    let name = fixture.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = fixture
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let stem = name.strip_suffix(".events.jsonl").unwrap_or(name);
     fixture.with_file_name(format!("{stem}.expected.jsonl"))
 }
@@ -161,8 +176,15 @@ fn diff(expected: &[GoldenOutcome], actual: &[GoldenOutcome]) -> String {
     for i in 0..expected.len().max(actual.len()) {
         let (e, a) = (expected.get(i), actual.get(i));
         if e != a {
-            let line = |o: Option<&GoldenOutcome>| o.map(GoldenOutcome::to_line).unwrap_or_else(|| "(none)".into());
-            out.push_str(&format!("  #{i}\n    expected {}\n    actual   {}\n", line(e), line(a)));
+            let line = |o: Option<&GoldenOutcome>| {
+                o.map(GoldenOutcome::to_line)
+                    .unwrap_or_else(|| "(none)".into())
+            };
+            out.push_str(&format!(
+                "  #{i}\n    expected {}\n    actual   {}\n",
+                line(e),
+                line(a)
+            ));
         }
     }
     out
@@ -179,7 +201,13 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             e
         }));
     }
-    let r = tooling::bench(&args.pack, args.config.clone(), &events, args.batch, args.rounds)?;
+    let r = tooling::bench(
+        &args.pack,
+        args.config.clone(),
+        &events,
+        args.batch,
+        args.rounds,
+    )?;
     println!(
         "{} events, batch {}: {:.0} events/s, {:.0} ns/event, {:.0} instructions/event, memory high-water {} KiB",
         r.events,
@@ -197,7 +225,11 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     println!("size: {} KiB", r.size / 1024);
     println!("world: {}", r.world.unwrap_or("none"));
     for import in &r.imports {
-        let mark = if r.forbidden_imports.contains(import) { "FORBIDDEN" } else { "ok" };
+        let mark = if r.forbidden_imports.contains(import) {
+            "FORBIDDEN"
+        } else {
+            "ok"
+        };
         println!("import {import}: {mark}");
     }
     if r.ok() {
@@ -214,12 +246,21 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
 /// Builds the crate in `dir` for `wasm32-wasip2` and returns the component.
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    let package = package_name(&text).with_context(|| format!("no package name in {}", manifest.display()))?;
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let package = package_name(&text)
+        .with_context(|| format!("no package name in {}", manifest.display()))?;
     let target_dir = dir.join("target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .arg("--target-dir")
         .arg(&target_dir)
@@ -235,7 +276,10 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         .join("wasm32-wasip2/wasm")
         .join(format!("{}.wasm", package.replace('-', "_")));
     if !wasm.exists() {
-        bail!("cargo succeeded but {} is missing (is the crate a cdylib?)", wasm.display());
+        bail!(
+            "cargo succeeded but {} is missing (is the crate a cdylib?)",
+            wasm.display()
+        );
     }
     Ok(wasm)
 }
@@ -274,8 +318,13 @@ fn new_pack(args: &NewArgs) -> anyhow::Result<()> {
 
 /// The SDK of the source tree this binary was built from, if still there.
 fn local_sdk() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.join("plugin-sdk");
-    sdk.join("Cargo.toml").exists().then(|| sdk.canonicalize().ok()).flatten()
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()?
+        .join("plugin-sdk");
+    sdk.join("Cargo.toml")
+        .exists()
+        .then(|| sdk.canonicalize().ok())
+        .flatten()
 }
 
 #[cfg(test)]
