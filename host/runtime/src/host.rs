@@ -578,6 +578,15 @@ impl Inner {
             .collect();
         pack::validate(&info, &others)?;
         let id: Str = Arc::from(info.id.as_str());
+        if let Some(e) = packs.iter().find(|e| e.id == id) {
+            let other = e.current.load().path.clone();
+            if other != path {
+                return Err(LoadError::Metadata(format!(
+                    "pack id {id:?} is already loaded from {}",
+                    other.display()
+                )));
+            }
+        }
         let version = Arc::new(PackVersion {
             id: id.clone(),
             version: Arc::from(info.version.as_str()),

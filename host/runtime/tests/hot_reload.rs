@@ -206,8 +206,10 @@ fn a_version_declaring_another_packs_code_is_rejected() {
         .insert("b".into(), kv(&[("id", "b"), ("prefix", "shared")]));
     cfg.pack_config
         .insert("c".into(), kv(&[("id", "c"), ("achievements", "0")]));
+    cfg.pack_config
+        .insert("d".into(), kv(&[("id", "a"), ("prefix", "other")]));
     let (host, _, _) = new_host(cfg);
-    for name in ["a", "b", "c"] {
+    for name in ["a", "b", "c", "d"] {
         std::fs::copy(good_pack(), dir.join(format!("{name}.wasm"))).unwrap();
     }
     let rejected = host.load_dir(&dir);
@@ -215,7 +217,7 @@ fn a_version_declaring_another_packs_code_is_rejected() {
         .iter()
         .map(|(p, _)| p.file_stem().unwrap().to_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["b", "c"]);
+    assert_eq!(names, ["b", "c", "d"]);
     assert!(matches!(
         rejected[0].1,
         opm_plugin_runtime::LoadError::DuplicateCode { .. }
@@ -225,5 +227,5 @@ fn a_version_declaring_another_packs_code_is_rejected() {
         opm_plugin_runtime::LoadError::Describe(_)
     ));
     assert_eq!(host.status().packs.len(), 1);
-    assert_eq!(host.status().rejected.len(), 2);
+    assert_eq!(host.status().rejected.len(), 3);
 }
