@@ -181,3 +181,41 @@ fn the_sandbox_denies_the_world_and_is_deterministic() {
     );
     assert_eq!(first, probe(()), "seeded randomness is the same every run");
 }
+
+#[test]
+fn an_unknown_import_loads_but_traps_when_called() {
+    let events: Vec<_> = stream(1, 60, 1)
+        .into_iter()
+        .filter(|e| e.kind == EventKind::PlayerKill)
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(fault_pack(), tmp.path().join("odd.wasm")).unwrap();
+    let mut cfg = config_for(tmp.path());
+    cfg.pack_config.insert(
+        "odd".into(),
+        kv(&[("id", "odd"), ("mode", "unknown-import"), ("every", "1")]),
+    );
+    let (host, _, _) = new_host(cfg);
+    assert!(
+        host.load_dir(tmp.path()).is_empty(),
+        "an unknown import does not stop loading"
+    );
+    host.process(0, &events).unwrap();
+    let failures = host.failures();
+    assert!(!failures.is_empty());
+    assert!(
+        failures
+            .iter()
+            .all(|f| f.kind == ErrorKind::Trap && f.message.contains("unknown import"))
+    );
+
+    let report = tooling::check(&fault_pack(), kv(&[("id", "odd")]));
+    // The unknown interface, and the sockets its `probe` mode pulls in.
+    assert_eq!(report.forbidden_imports[0], "opm-test:extra/extra");
+    assert!(
+        report.forbidden_imports[1..]
+            .iter()
+            .all(|i| i.starts_with("wasi:sockets/"))
+    );
+    assert!(!report.ok());
+}

@@ -3,14 +3,28 @@
 //! * `id` (required) and `version` (default `1.0.0`); its one achievement
 //!   is `{id}-x`;
 //! * `mode`: `loop`, `panic`, `oom`, `flood`, `state-flood`, `error`,
-//!   `bad-code` or `none`;
+//!   `bad-code`, `probe` (logs what the sandbox lets it see),
+//!   `unknown-import` (calls an import the host does not define) or `none`;
 //! * `every`: misbehave only on events whose id is a multiple of it
 //!   (default 1: every event). Other events are evaluated cleanly (an
 //!   unlock of `{id}-x` on every tenth event).
 
+// The achievement-pack world plus one import the host does not provide, so
+// the tests can show that calling an unknown import traps.
 wit_bindgen::generate!({
+    inline: r#"
+        package opm-test:extra;
+        interface extra {
+            peek: func() -> u32;
+        }
+        world fault-pack {
+            include openmohaa:stats/achievement-pack@0.1.0;
+            import extra;
+        }
+    "#,
     path: "../../../../wit",
-    world: "achievement-pack",
+    world: "opm-test:extra/fault-pack",
+    generate_all,
 });
 
 use openmohaa::stats::log::{self, Level};
@@ -152,6 +166,9 @@ impl Guest for Pack {
                             Level::Info,
                             &format!("probe env={env} args={args} file={file} dir={dir} time={time} net={net} hash={hash}"),
                         );
+                    }
+                    "unknown-import" => {
+                        let _ = opm_test::extra::extra::peek();
                     }
                     "error" => {
                         return Err(PluginError::Internal(format!("refusing event {}", ev.id)));
