@@ -5,7 +5,17 @@
 # here; the same schema runs on modern releases.
 #
 #   CLICKHOUSE_DIR   private data/config directory (default /var/tmp/opm-clickhouse)
+#   CHDB_VENV        virtualenv with PyPI's chdb (modern in-process ClickHouse) for
+#                    the schema check against a modern engine (default /var/tmp/opm-chdb-venv)
 set -euo pipefail
+
+# Modern engine for opm-store's `modern_clickhouse_gives_the_same_answers`.
+CHDB_VENV="${CHDB_VENV:-/var/tmp/opm-chdb-venv}"
+if ! "$CHDB_VENV/bin/python" -c 'import chdb' >/dev/null 2>&1; then
+    echo "clickhouse: installing chdb into $CHDB_VENV"
+    (python3 -m venv "$CHDB_VENV" && "$CHDB_VENV/bin/pip" install -q chdb) \
+        || echo "clickhouse: chdb unavailable; the modern-engine check will be skipped" >&2
+fi
 
 DIR="${CLICKHOUSE_DIR:-/var/tmp/opm-clickhouse}"
 PING='http://127.0.0.1:8123/?query=SELECT%201'

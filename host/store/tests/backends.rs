@@ -909,3 +909,171 @@ async fn live_contract() {
         b.cleanup().await;
     }
 }
+
+/// The same comparison at scale: `cargo nextest run -p opm-store
+/// --run-ignored only -E 'test(million)'` (several minutes in debug builds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "large: 1 000 000 events per backend"]
+async fn million_events_agree() {
+    let now = now_ms();
+    let events = stream(1_000_000, 99, now, 60);
+    let mut prints = Vec::new();
+    for b in both("million").await {
+        let started = std::time::Instant::now();
+        let writer = BatchWriter::spawn(
+            b.stores.analytics.clone(),
+            WriterConfig {
+                max_rows: 20_000,
+                ..fast_writer()
+            },
+        );
+        for chunk in events.chunks(10_000) {
+            writer.send_many(chunk.to_vec()).await.unwrap();
+        }
+        let c = writer.close().await.unwrap();
+        eprintln!(
+            "{}: 1 000 000 events stored in {:.1} s",
+            b.name,
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(c.inserted, events.len() as u64);
+        check_recount(&b, &events, now).await;
+        prints.push((b.name, fingerprint(&b.stores, now).await));
+        b.cleanup().await;
+    }
+    if let [(_, a), (_, b)] = &prints[..] {
+        same(a, b, "embedded vs external, 1M events");
+    }
+}
+
+/// Delegates to ClickHouse 18.16 and records every read query with its
+/// rows, so the same SQL can be replayed on a modern engine.
+struct Recording {
+    inner: Arc<opm_store::analytics::clickhouse::ClickHouseAnalytics>,
+    log: parking_lot::Mutex<Vec<(String, Vec<opm_store::analytics::Row>)>>,
+}
+
+#[async_trait::async_trait]
+impl opm_store::analytics::AnalyticsStore for Recording {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn dialect(&self) -> opm_store::analytics::Dialect {
+        self.inner.dialect()
+    }
+    async fn migrate(&self) -> Result<(), opm_store::StoreError> {
+        self.inner.migrate().await
+    }
+    async fn insert(
+        &self,
+        events: &[opm_model::Event],
+    ) -> Result<opm_store::analytics::InsertReport, opm_store::StoreError> {
+        self.inner.insert(events).await
+    }
+    async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, opm_store::StoreError> {
+        self.inner.high_water_marks().await
+    }
+    async fn fetch(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<opm_store::analytics::Row>, opm_store::StoreError> {
+        let rows = self.inner.fetch(sql).await?;
+        self.log.lock().push((sql.to_string(), rows.clone()));
+        Ok(rows)
+    }
+    async fn drop_raw_before(&self, cutoff_ms: i64) -> Result<Vec<u32>, opm_store::StoreError> {
+        self.inner.drop_raw_before(cutoff_ms).await
+    }
+    async fn raw_count(&self) -> Result<u64, opm_store::StoreError> {
+        self.inner.raw_count().await
+    }
+}
+
+fn chdb_python() -> Option<String> {
+    let candidates = std::env::var("OPM_CHDB_PYTHON").ok().into_iter().chain([
+        "/var/tmp/opm-chdb-venv/bin/python".to_string(),
+        "python3".to_string(),
+    ]);
+    candidates.into_iter().find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", "import chdb"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Schema, views and every shared read query on a modern ClickHouse (chdb
+/// 26.x) give the same rows as on 18.16.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_clickhouse_gives_the_same_answers() {
+    let Some(python) = chdb_python() else {
+        eprintln!(
+            "\n!!!!!!!! SKIPPING modern ClickHouse check: no python with `chdb` (pip install chdb, or set OPM_CHDB_PYTHON).\n"
+        );
+        return;
+    };
+    let Some(b) = external("modern").await else {
+        return;
+    };
+    let now = now_ms();
+    let events = stream(5000, 5, now, 20);
+    b.stores.analytics.insert(&events).await.unwrap();
+    let ch = Arc::new(
+        opm_store::analytics::clickhouse::ClickHouseAnalytics::new(
+            opm_store::analytics::clickhouse::ClickHouseConfig::parse(
+                b.config.clickhouse_url.as_deref().unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap(),
+    );
+    let rows = ch
+        .execute("SELECT * FROM raw_events ORDER BY server, event_id FORMAT JSONEachRow")
+        .await
+        .unwrap();
+    let recording = Arc::new(Recording {
+        inner: ch.clone(),
+        log: Default::default(),
+    });
+    let mut stores = b.stores.clone();
+    stores.analytics = recording.clone();
+    fingerprint(&stores, now).await;
+    let log = std::mem::take(&mut *recording.log.lock());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
+    let queries: Vec<&str> = log.iter().map(|(q, _)| q.as_str()).collect();
+    std::fs::write(dir.path().join("queries.sql"), queries.join("\n;;\n")).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../clickhouse/check_modern.py"
+    );
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(dir.path().join("rows.jsonl"))
+        .arg(dir.path().join("queries.sql"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), log.len());
+    for ((sql, old), new) in log.iter().zip(&results) {
+        same(
+            &Value::Array(old.iter().cloned().map(Value::Object).collect()),
+            new,
+            sql,
+        );
+    }
+    eprintln!(
+        "modern ClickHouse: {} queries gave the same rows as 18.16",
+        log.len()
+    );
+    b.cleanup().await;
+}

@@ -489,7 +489,7 @@ impl StatsQueries {
             .store
             .fetch(&format!(
                 "SELECT match_id, sum(kills) AS kills, sum(deaths) AS deaths FROM match_players
-                 WHERE player_id = {g} GROUP BY match_id"
+                 WHERE player_id = {g} GROUP BY match_id ORDER BY match_id"
             ))
             .await?;
         if lines.is_empty() {
@@ -717,7 +717,7 @@ impl StatsQueries {
             .fetch(&format!(
                 "SELECT map_name, count(*) AS n FROM (
                     SELECT match_id, {map} AS map_name FROM match_summary GROUP BY match_id
-                 ) {filter} GROUP BY map_name",
+                 ) {filter} GROUP BY map_name ORDER BY map_name",
                 map = d.max_merge("map_name")
             ))
             .await?;

@@ -404,6 +404,14 @@ pub async fn external(tag: &str) -> Option<Backend> {
         Err(_) => false,
     };
     if !ch_ok || admin.is_none() || !redis_ok {
+        // CI sets this: there a missing service is a failure, not a skip.
+        let required =
+            std::env::var("OPM_REQUIRE_SERVICES").is_ok_and(|v| !v.is_empty() && v != "0");
+        assert!(
+            !required,
+            "OPM_REQUIRE_SERVICES is set but clickhouse {ch_ok}, postgres {}, redis {redis_ok}",
+            admin.is_some()
+        );
         eprintln!(
             "\n!!!!!!!! SKIPPING the ClickHouse/PostgreSQL/Redis half of `{tag}`: clickhouse {} ({ch}), postgres {}, redis {} ({redis_url}).\n\
              !!!!!!!! Start them (bash .ci/clickhouse.sh; see /work/shared/design/services-here.md) to run it.\n",
