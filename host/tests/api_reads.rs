@@ -190,6 +190,8 @@ async fn read_routes_answer_in_the_forum_shapes() {
         ),
         (Some("bob"), 1)
     );
+    let count = get(&format!("{base}/stats/leaderboard/global?count_only=1")).await;
+    assert_eq!(count["total"], 2);
     let lb = get(&format!("{base}/stats/leaderboard?stat=kd&period=day")).await;
     assert_eq!(lb["players"][0]["player_id"], "alice");
 

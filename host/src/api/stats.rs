@@ -157,13 +157,14 @@ async fn board(state: ApiState, stat: &str, q: &HashMap<String, String>) -> Resp
         (None, Some(p)) => p.saturating_sub(1) * limit as u64,
         (None, None) => 0,
     };
+    let count_only = q.get("count_only").is_some_and(|v| v == "1" || v == "true");
     let ttl = if period == Period::Week {
         ttl::WEEKLY_LEADERBOARD
     } else {
         ttl::LEADERBOARD
     };
     let key = format!(
-        "leaderboard:{}:{}:{limit}:{offset}",
+        "leaderboard:{}:{}:{limit}:{offset}:{count_only}",
         stat.as_str(),
         period.as_str()
     );
@@ -174,6 +175,11 @@ async fn board(state: ApiState, stat: &str, q: &HashMap<String, String>) -> Resp
             .stats()
             .leaderboard(stat, period, limit, offset, opm_store::time::now_ms())
             .await?;
+        if count_only {
+            return Ok(
+                json!({"total": board.total, "stat": stat.as_str(), "period": period.as_str()}),
+            );
+        }
         let players: Vec<Value> = board
             .entries
             .iter()

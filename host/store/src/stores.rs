@@ -103,6 +103,34 @@ impl Stores {
         SqlStateStore::new(self.relational.clone(), handle)
     }
 
+    /// Ready when all three stores answer; the first failure otherwise.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.analytics.ping().await?;
+        self.relational.ping().await?;
+        self.live.ping().await
+    }
+
+    /// Applies retention now and then every `every` (a day is plenty:
+    /// partitions are months). Failures are logged and retried next time.
+    pub fn spawn_retention(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let stores = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match stores.apply_retention(crate::time::now_ms()).await {
+                    Ok(dropped) if !dropped.is_empty() => {
+                        tracing::info!(?dropped, "raw event months dropped")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention failed; retrying at the next run")
+                    }
+                }
+            }
+        })
+    }
+
     /// Drops raw events older than the configured retention.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<Vec<u32>, StoreError> {
         let cutoff = now_ms - self.config.raw_retention_days as i64 * 86_400_000;

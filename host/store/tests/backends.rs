@@ -821,6 +821,7 @@ async fn live_contract() {
     for b in both("live").await {
         let l = &b.stores.live;
         let n = b.name;
+        b.stores.ready().await.unwrap();
         l.put_match("m1", &json!({"allies": 1})).await.unwrap();
         l.put_match("m2", &json!({"allies": 2})).await.unwrap();
         l.put_match("m1", &json!({"allies": 3})).await.unwrap();

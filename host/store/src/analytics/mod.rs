@@ -110,4 +110,8 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn drop_raw_before(&self, cutoff_ms: i64) -> Result<Vec<u32>, StoreError>;
     /// Number of raw events stored (deduplicated), for checks and metrics.
     async fn raw_count(&self) -> Result<u64, StoreError>;
+    /// Answers when the store can serve reads (readiness probes).
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.fetch("SELECT 1 AS ok").await.map(|_| ())
+    }
 }

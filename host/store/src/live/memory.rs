@@ -51,6 +51,10 @@ impl LiveStore for MemoryLive {
         "memory"
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn put_match(&self, match_id: &str, state: &Value) -> Result<(), StoreError> {
         self.inner
             .lock()

@@ -45,6 +45,8 @@ pub struct UnlockNotice {
 pub trait LiveStore: Send + Sync + 'static {
     /// "redis" or "memory".
     fn backend(&self) -> &'static str;
+    /// Answers when the live store is reachable (readiness probes).
+    async fn ping(&self) -> Result<(), StoreError>;
 
     /// Replaces the live state (scoreboard JSON) of a running match.
     async fn put_match(&self, match_id: &str, state: &Value) -> Result<(), StoreError>;

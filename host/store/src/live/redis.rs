@@ -176,6 +176,15 @@ impl LiveStore for RedisLive {
         "redis"
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map_err(e)
+            .map(|_| ())
+    }
+
     async fn put_match(&self, match_id: &str, state: &Value) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("HSET")

@@ -266,6 +266,8 @@ pub trait RelationalStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// Applies pending migrations; returns how many ran.
     async fn migrate(&self) -> Result<u32, StoreError>;
+    /// Answers when the database can serve queries (readiness probes).
+    async fn ping(&self) -> Result<(), StoreError>;
 
     // --- servers -------------------------------------------------------
     /// Registers a server. Fails (`Rejected`) if its ip+port is taken.

@@ -127,6 +127,10 @@ macro_rules! relational_impl {
                 Ok(ran)
             }
 
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(Self::err).map(|_| ())
+            }
+
             async fn insert_server(&self, s: &NewServer) -> Result<Server, StoreError> {
                 let id = s.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                 let row = sqlx::query(
