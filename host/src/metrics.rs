@@ -28,6 +28,7 @@ pub struct Metrics {
     pub journal_bytes: IntCounter,
     pub checkpoint: IntGauge,
     pub mqtt_dropped: IntCounterVec,
+    pub mqtt_subscribed: IntGauge,
     pub api_requests: IntCounterVec,
     pub api_duration: HistogramVec,
     pub sink_write_seconds: Histogram,
@@ -118,6 +119,13 @@ pub fn metrics() -> &'static Metrics {
                         "MQTT messages not ingested",
                     ),
                     &["reason"],
+                )
+                .unwrap(),
+            ),
+            mqtt_subscribed: register(
+                IntGauge::new(
+                    "mohaa_mqtt_subscribed",
+                    "1 while the MQTT consumer holds its subscription",
                 )
                 .unwrap(),
             ),

@@ -467,8 +467,7 @@ fn mqtt_examples_and_every_event_type() {
     );
     let (id, token) = server.register("conformance-mqtt", "203.0.113.2", json!(12203));
     let topic = format!("openmohaa/events/{id}");
-    // Give the consumer time to subscribe: wait for its connection.
-    std::thread::sleep(Duration::from_millis(500));
+    server.wait_subscribed();
     let mut messages: Vec<(String, Vec<u8>)> = examples(&token)
         .into_iter()
         .map(|(_, body)| (topic.clone(), body.into_bytes()))

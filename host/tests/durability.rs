@@ -227,3 +227,70 @@ fn overload_sheds_with_429_keeps_memory_bounded_and_stores_every_ack() {
     );
     assert!(peak_mib < 512, "server RSS peaked at {peak_mib} MiB");
 }
+
+#[test]
+fn mqtt_backpressure_stores_everything_with_bounded_memory() {
+    if !common::mosquitto_available() {
+        eprintln!("skipped: no Mosquitto on 127.0.0.1:1883");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let client_id = format!("opm-test-bp-{}-{}", std::process::id(), common::free_port());
+    // A queue far smaller than what is published: MQTT must wait, not shed.
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--queue-capacity",
+            "500",
+            "--workers",
+            "1",
+            "--mqtt-url",
+            "mqtt://127.0.0.1:1883",
+            "--mqtt-client-id",
+            &client_id,
+        ],
+    );
+    let (id, _) = server.register("mqtt-bp", "192.0.2.201", json!(12203));
+    server.wait_subscribed();
+    let topic = format!("openmohaa/events/{id}");
+    let mut markers = Vec::new();
+    let messages: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|n| {
+            let (body, m) = batch(&format!("mq{n}"), 20);
+            markers.extend(m);
+            (topic.clone(), body.into_bytes())
+        })
+        .collect();
+    common::mqtt_publish(&messages);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let mut peak = 0;
+    loop {
+        peak = peak.max(rss_kib(server.pid()));
+        let stored = stored_markers(&server);
+        if markers.iter().all(|m| stored.contains_key(m)) {
+            assert!(stored.values().all(|&c| c == 1));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} stored; missing batches {:?}",
+            stored.len(),
+            markers.len(),
+            {
+                let mut missing: Vec<&str> = markers
+                    .iter()
+                    .filter(|m| !stored.contains_key(*m))
+                    .map(|m| m.split('-').next().unwrap())
+                    .collect();
+                missing.dedup();
+                missing
+            }
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        !server.metrics().contains("mohaa_events_load_shed_total 1"),
+        "MQTT never sheds"
+    );
+    assert!(peak / 1024 < 512, "peak RSS {} MiB", peak / 1024);
+}

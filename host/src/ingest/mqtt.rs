@@ -8,9 +8,11 @@
 //! server (the broker's credentials authenticate the publisher), otherwise
 //! the message is dropped and counted.
 //!
-//! Backpressure: at most [`MAX_IN_FLIGHT`] messages are being handled at
-//! once, and a message waits for queue room instead of being shed; while
-//! they wait the event loop is not polled, so the broker holds the rest.
+//! Backpressure: a message waits for queue room instead of being shed. The
+//! event loop keeps reading while earlier messages wait, up to
+//! [`MAX_IN_FLIGHT_KIB`] of payload; past that it stops reading and TCP
+//! pushes back on the broker, which holds the rest in the client's queue
+//! (its `max_queued_messages`: a broker drops QoS 1 messages beyond it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +23,9 @@ use tokio::sync::Semaphore;
 use crate::ingest::{Admit, Ingest};
 use crate::metrics::metrics;
 
-/// Messages handled concurrently at most.
-pub const MAX_IN_FLIGHT: usize = 64;
+/// Payload bytes (in KiB) held in memory at most: received, not yet in the
+/// journal or not yet acknowledged.
+pub const MAX_IN_FLIGHT_KIB: usize = 64 * 1024;
 
 /// Broker address parsed from `mqtt://[user:pass@]host[:port]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +93,12 @@ pub async fn run(ingest: Ingest) -> anyhow::Result<()> {
         options.set_credentials(u.clone(), p.clone());
     }
     let (client, mut eventloop) = AsyncClient::new(options, 256);
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let budget = Arc::new(Semaphore::new(MAX_IN_FLIGHT_KIB));
+    // Each message is queued for the journal after the one before it, so a
+    // server's batches keep their order even though they are handled on
+    // separate tasks (the event loop must keep reading, or the broker's
+    // per-client queue overflows and it drops messages).
+    let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
     tracing::info!(host = %broker.host, port = broker.port, topic = %config.mqtt_topic, "MQTT consumer starting");
     loop {
         match eventloop.poll().await {
@@ -103,14 +111,19 @@ pub async fn run(ingest: Ingest) -> anyhow::Result<()> {
                     .await?;
             }
             Ok(MqttEvent::Incoming(Packet::Publish(publish))) => {
-                let permit = permits.clone().acquire_owned().await?;
-                // Decoding and queueing happen here, in arrival order, so a
-                // server's batches are journaled in the order it sent them;
-                // only the wait for durability and the ack run apart.
-                let pending = handle(&ingest, &publish).await;
+                let kib = (publish.payload.len() / 1024 + 1).min(MAX_IN_FLIGHT_KIB) as u32;
+                let permit = budget.clone().acquire_many_owned(kib).await?;
+                let (queued_tx, queued_rx) = tokio::sync::oneshot::channel();
+                let before = previous.replace(queued_rx);
+                let ingest = ingest.clone();
                 let client = client.clone();
                 tokio::spawn(async move {
-                    let ack = match pending {
+                    if let Some(before) = before {
+                        let _ = before.await;
+                    }
+                    let handled = handle(&ingest, &publish).await;
+                    let _ = queued_tx.send(());
+                    let ack = match handled {
                         Handled::Drop => true,
                         Handled::Keep => false,
                         Handled::Queued(p) => match p.wait().await {
@@ -127,8 +140,12 @@ pub async fn run(ingest: Ingest) -> anyhow::Result<()> {
                     drop(permit);
                 });
             }
+            Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                metrics().mqtt_subscribed.set(1);
+            }
             Ok(_) => {}
             Err(e) => {
+                metrics().mqtt_subscribed.set(0);
                 tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

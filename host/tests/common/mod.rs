@@ -168,6 +168,15 @@ impl Server {
         }
     }
 
+    /// Waits until the MQTT consumer's subscription is acknowledged.
+    pub fn wait_subscribed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.metrics().contains("mohaa_mqtt_subscribed 1") {
+            assert!(Instant::now() < deadline, "MQTT consumer did not subscribe");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn events(&self) -> Vec<Event> {
         let path = self.data_dir.join("events").join("events.jsonl");
         if !path.exists() {
@@ -180,7 +189,36 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        // The consumer keeps a persistent session on the shared broker;
+        // remove it so it does not collect messages after the test.
+        if let Some(i) = self.args.iter().position(|a| a == "--mqtt-client-id")
+            && let Some(id) = self.args.get(i + 1)
+        {
+            forget_mqtt_session(id);
+        }
     }
+}
+
+/// Connects once with a clean session, which deletes the broker's stored
+/// session of `client_id`.
+pub fn forget_mqtt_session(client_id: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", 1883);
+        opts.set_clean_session(true);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, eventloop.poll()).await {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)) = ev {
+                let _ = client.disconnect().await;
+                let _ = tokio::time::timeout_at(deadline, eventloop.poll()).await;
+                break;
+            }
+        }
+    });
 }
 
 /// Mosquitto must run on 127.0.0.1:1883 for the MQTT tests; without it they
