@@ -51,6 +51,29 @@ impl Default for WriterConfig {
     }
 }
 
+impl WriterConfig {
+    /// The defaults, with `OPM_BATCH_ROWS` and `OPM_BATCH_MS` overriding
+    /// the batch size and deadline. ClickHouse pays per INSERT (one part
+    /// per table and view), so a busy ClickHouse deployment wants batches
+    /// well above 1 000 rows (docs/storage.md, "Benchmarks").
+    pub fn from_env() -> WriterConfig {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|v| *v > 0)
+        };
+        let mut config = WriterConfig::default();
+        if let Some(rows) = var("OPM_BATCH_ROWS") {
+            config.max_rows = rows as usize;
+        }
+        if let Some(ms) = var("OPM_BATCH_MS") {
+            config.max_delay = Duration::from_millis(ms);
+        }
+        config
+    }
+}
+
 /// What the writer has durably stored so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Committed {
