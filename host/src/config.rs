@@ -12,9 +12,20 @@ pub struct ServeConfig {
     /// Directory for the embedded stores, journal and plugin cache.
     #[arg(long, env = "OPM_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-    /// Directory of plugin components (`*.wasm`), watched for changes.
-    #[arg(long, env = "OPM_PLUGINS", default_value = "plugins/dist")]
-    pub plugins: PathBuf,
+    /// Directory of plugin components (`*.wasm`), watched for changes;
+    /// `DATA_DIR/plugins` when not set. The bundled packs are written here
+    /// on start.
+    #[arg(long, env = "OPM_PLUGINS")]
+    pub plugins: Option<PathBuf>,
     #[command(flatten)]
     pub ingest: crate::ingest::IngestConfig,
+}
+
+impl ServeConfig {
+    /// The plugin directory in effect.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.plugins
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugins"))
+    }
 }

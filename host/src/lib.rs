@@ -2,6 +2,7 @@
 //! achievement plugins, stores events and serves stats.
 //!
 //! Modules, one per concept:
+//! * [`bundled`]: the achievement packs built into the binary;
 //! * [`cli`]: the command line (`serve`, `plugin …`, …);
 //! * [`config`]: server settings from flags and environment;
 //! * [`server`]: the HTTP server and its routes;
@@ -13,6 +14,7 @@
 //!   achievements), cached in the live store.
 
 pub mod api;
+pub mod bundled;
 pub mod cli;
 pub mod config;
 pub mod ingest;

@@ -17,13 +17,18 @@ async fn health() -> Json<serde_json::Value> {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
+    let plugin_dir = config.plugin_dir();
+    let installed = crate::bundled::install(&plugin_dir)?;
+    if !installed.is_empty() {
+        tracing::info!(packs = ?installed, dir = %plugin_dir.display(), "bundled packs installed");
+    }
     let mut ingest_config = config.ingest.clone();
     let workers = ingest_config
         .workers
         .unwrap_or_else(|| crate::ingest::pipeline::PipelineConfig::default().workers);
     ingest_config.workers = Some(workers);
     let backends =
-        crate::ingest::backends::open(&config.data_dir, workers, Some(&config.plugins)).await?;
+        crate::ingest::backends::open(&config.data_dir, workers, Some(&plugin_dir)).await?;
     let data_dir = config.data_dir.clone();
     let (directory, sinks, plugins) = (
         backends.directory.clone(),
