@@ -149,6 +149,7 @@ async fn read_routes_answer_in_the_forum_shapes() {
         (Some("Thompson"), &Value::from(1), &Value::from(4))
     );
     assert_eq!(p["player"]["recent_matches"][0]["match_id"], "m-1");
+    assert_eq!(p["player"]["achievements"][0]["code"], "FIRST_BLOOD");
     assert!(
         stores
             .live

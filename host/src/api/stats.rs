@@ -36,6 +36,16 @@ async fn player_json(state: &ApiState, guid: &str) -> Result<Value, StoreError> 
     let weapons = q.player_weapons(guid).await?;
     let maps = q.player_maps(guid).await?;
     let matches = q.player_matches(guid, 10).await?;
+    // The profile lists unlocked codes; `/achievements/player/{guid}` has
+    // the details.
+    let achievements: Vec<Value> = state
+        .stores
+        .relational
+        .unlocks_of(guid)
+        .await?
+        .into_iter()
+        .map(|u| json!({"code": u.code, "unlocked_at": rfc3339(u.unlocked_ms)}))
+        .collect();
     let weapons: Vec<Value> = weapons
         .iter()
         .map(|w| {
@@ -103,7 +113,7 @@ async fn player_json(state: &ApiState, guid: &str) -> Result<Value, StoreError> 
         "weapons": weapons,
         "maps": maps,
         "recent_matches": recent,
-        "achievements": [],
+        "achievements": achievements,
     });
     let mut out = Map::new();
     if let Value::Object(flat) = &player {
