@@ -120,17 +120,18 @@ impl Guest for Pack {
                     }
                     "panic" => panic!("fault-pack panics at event {}", ev.id),
                     "oom" => {
-                        // Reserve without touching: growth, not memset,
-                        // is what the cap must stop.
+                        // Reserve without touching, in big steps: growth,
+                        // not memset, is what the cap must stop, and it
+                        // must get there long before any deadline.
                         let mut hog: Vec<Vec<u8>> = Vec::new();
                         loop {
-                            hog.push(black_box(Vec::with_capacity(1 << 20)));
+                            hog.push(black_box(Vec::with_capacity(8 << 20)));
                         }
                     }
                     "flood" => {
                         // Far beyond the cap (events + 64) yet quick to
                         // build: the host must refuse it, not time out.
-                        for _ in 0..5_000 {
+                        for _ in 0..1_000 {
                             out.push(Outcome::Unlock(Unlock {
                                 player: actor.player,
                                 code: format!("{}-x", config.id),
