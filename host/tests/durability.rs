@@ -294,3 +294,47 @@ fn mqtt_backpressure_stores_everything_with_bounded_memory() {
     );
     assert!(peak / 1024 < 512, "peak RSS {} MiB", peak / 1024);
 }
+
+#[test]
+fn game_state_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let (_, token) = server.register("state", "192.0.2.210", json!(12203));
+    let ev = |kind: &str, t: &str, extra: serde_json::Value| {
+        let mut e = json!({"type": kind, "match_id": "no_match", "session_id": "sess_state",
+                           "timestamp": t, "player_guid": "p1", "player_team": "american"});
+        e.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        e
+    };
+    let first = json!([
+        ev("match_start", "1", json!({})),
+        ev(
+            "player_kill",
+            "2",
+            json!({"attacker_guid": "p2", "attacker_team": "german",
+                                      "victim_guid": "p1", "victim_team": "american"})
+        ),
+        ev("match_start", "3", json!({})),
+        ev("player_spawn", "4", json!({})),
+    ]);
+    let (status, reply) = server.post(&token, "application/json", first.to_string());
+    assert_eq!(status, 202, "{reply}");
+    server.wait_for(reply["last_id"].as_u64().unwrap());
+    server.kill9();
+    server.restart();
+    let (status, reply) = server.post(
+        &token,
+        "application/json",
+        json!([ev("jump", "5", json!({}))]).to_string(),
+    );
+    assert_eq!(status, 202);
+    server.wait_for(reply["last_id"].as_u64().unwrap());
+    let events = server.events();
+    let jump = events.iter().find(|e| &*e.type_name == "jump").unwrap();
+    // A fresh tracker would call this the first match and p1's first life.
+    assert_eq!(&*jump.match_id, "sess_state-m2");
+    assert_eq!(jump.actor.as_ref().unwrap().life, 3);
+    assert_eq!(jump.actor.as_ref().unwrap().health, Some(100));
+}

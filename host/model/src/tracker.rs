@@ -23,9 +23,14 @@
 //! ids are deterministic, unique, and sort exactly where the events were
 //! emitted; at most 511 per side are emitted (a match has at most 64
 //! players).
+//!
+//! A tracker serialises (serde), so the host can snapshot it with its
+//! journal checkpoint and a restart continues exactly where it stopped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::EventKind;
 use crate::event::{Event, Participant, Str, Team, Vec3};
@@ -39,13 +44,13 @@ pub const SYNTHETIC_ID_BITS: u32 = 10;
 /// Synthetic ids available on each side of a host event id.
 const SYNTHETIC_SLOTS: u64 = 1 << (SYNTHETIC_ID_BITS - 1);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct PlayerLife {
     life: u32,
     alive: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct SessionClock {
     /// Wall-clock ms that corresponds to game time zero.
     anchor_ms: i64,
@@ -55,7 +60,7 @@ struct SessionClock {
 }
 
 /// What the tracker knows about a player on this server.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlayerState {
     pub name: Str,
     pub team: Team,
@@ -63,13 +68,13 @@ pub struct PlayerState {
     pub health: Option<i32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Winner {
     Team(Team),
     Draw,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct MatchPlayer {
     name: Str,
     team: Team,
@@ -77,7 +82,7 @@ struct MatchPlayer {
 }
 
 /// The open match, kept so it can be closed with its own ids and names.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct MatchState {
     open: bool,
     match_id: Str,
@@ -103,7 +108,7 @@ pub struct Lifecycle {
 }
 
 /// Tracks one server.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Tracker {
     session: Str,
     clock: SessionClock,
@@ -835,5 +840,31 @@ mod tests {
                 ("c".into(), "loss".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_restored_snapshot_continues_exactly() {
+        let stream = || {
+            let al = Some(("al", Team::Allies));
+            let ax = Some(("ax", Team::Axis));
+            let mut start = ev(EventKind::MatchStart, None, None, 9000);
+            start.id = 4 << 10;
+            vec![
+                teamed(EventKind::PlayerSpawn, al, None, 0, 1 << 10),
+                teamed(EventKind::PlayerKill, ax, al, 1000, 2 << 10),
+                teamed(EventKind::Jump, al, None, 2000, 3 << 10),
+                start,
+                teamed(EventKind::PlayerKill, al, ax, 9500, 5 << 10),
+            ]
+        };
+        let whole = run(&mut Tracker::new(), stream());
+        let mut first = Tracker::new();
+        let mut events = stream();
+        let tail = events.split_off(2);
+        let mut out = run(&mut first, events);
+        let json = serde_json::to_string(&first).unwrap();
+        let mut restored: Tracker = serde_json::from_str(&json).unwrap();
+        out.extend(run(&mut restored, tail));
+        assert_eq!(out, whole);
     }
 }

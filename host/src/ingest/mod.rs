@@ -192,12 +192,16 @@ impl Ingest {
             pconfig.workers = w.max(1);
         }
         let interval = pconfig.checkpoint_interval;
+        let snapshot_path = data_dir.join("journal").join("trackers.json");
+        let restored = pipeline::load_snapshots(&snapshot_path)?;
         let pipeline = Arc::new(Pipeline::start(
             pconfig,
             recovery.checkpoint,
             admission.clone(),
             sinks,
             plugins,
+            restored,
+            Some(snapshot_path),
         ));
         let replayed: usize = recovery.replay.iter().map(|r| r.events.len()).sum();
         if replayed > 0 {

@@ -65,8 +65,31 @@ pub trait PluginStage: Send + Sync {
 /// A batch on its way to a worker.
 struct Work {
     first_seq: u64,
+    last_seq: u64,
     server: Str,
     events: Vec<Event>,
+}
+
+/// A worker's trackers: (server, last sequence it reflects, tracker).
+type Snapshot = Vec<(Str, u64, serde_json::Value)>;
+
+/// The trackers of every server as of the last checkpoint: server → (last
+/// sequence of that server the state reflects, tracker).
+pub type TrackerSnapshots = HashMap<Str, (u64, Tracker)>;
+
+/// Reads the tracker snapshots written with the checkpoint.
+pub fn load_snapshots(path: &std::path::Path) -> std::io::Result<TrackerSnapshots> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(e),
+    };
+    let entries: Vec<(Str, u64, Tracker)> =
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+    Ok(entries
+        .into_iter()
+        .map(|(s, seq, t)| (s, (seq, t)))
+        .collect())
 }
 
 /// Which journal records are done, to find the checkpoint, and how many
@@ -154,6 +177,10 @@ impl Default for PipelineConfig {
 /// The running workers.
 pub struct Pipeline {
     senders: Vec<Sender<Work>>,
+    /// Per worker: asks for its trackers, answered between batches.
+    controls: Vec<Sender<Sender<Snapshot>>>,
+    /// Where tracker snapshots are written with each checkpoint.
+    snapshot_path: Option<std::path::PathBuf>,
     progress: Arc<Progress>,
     admission: Arc<Admission>,
     sinks: Arc<Vec<Arc<dyn EventSink>>>,
@@ -170,26 +197,47 @@ fn shard(server: &str, n: usize) -> usize {
 }
 
 impl Pipeline {
+    /// `restored` are the trackers saved with the checkpoint (see
+    /// [`load_snapshots`]); `snapshot_path` is where new ones are saved.
     pub fn start(
         config: PipelineConfig,
         checkpoint: u64,
         admission: Arc<Admission>,
         sinks: Vec<Arc<dyn EventSink>>,
         plugins: Option<Arc<dyn PluginStage>>,
+        restored: TrackerSnapshots,
+        snapshot_path: Option<std::path::PathBuf>,
     ) -> Pipeline {
         let progress = Arc::new(Progress::new(checkpoint));
         let sinks = Arc::new(sinks);
+        let workers = config.workers.max(1);
+        let mut per_worker: Vec<TrackerSnapshots> = (0..workers).map(|_| HashMap::new()).collect();
+        for (server, entry) in restored {
+            per_worker[shard(&server, workers)].insert(server, entry);
+        }
         let mut senders = Vec::new();
-        for index in 0..config.workers.max(1) {
+        let mut controls = Vec::new();
+        for (index, restored) in per_worker.into_iter().enumerate() {
             let (tx, rx) = crossbeam_channel::unbounded();
             senders.push(tx);
+            let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
+            controls.push(ctl_tx);
+            let mut trackers = HashMap::new();
+            let mut last_seq = HashMap::new();
+            for (server, (seq, tracker)) in restored {
+                trackers.insert(server.clone(), tracker);
+                last_seq.insert(server, seq);
+            }
             let worker = Worker {
                 index,
                 rx,
+                control: ctl_rx,
                 progress: progress.clone(),
                 sinks: sinks.clone(),
                 plugins: plugins.clone(),
-                trackers: HashMap::new(),
+                restored_seq: last_seq.clone(),
+                last_seq,
+                trackers,
                 max_batch: config.max_batch,
             };
             std::thread::Builder::new()
@@ -199,6 +247,8 @@ impl Pipeline {
         }
         Pipeline {
             senders,
+            controls,
+            snapshot_path,
             progress,
             admission,
             sinks,
@@ -214,6 +264,7 @@ impl Pipeline {
         let index = shard(&record.server, self.senders.len());
         let work = Work {
             first_seq: record.first_seq,
+            last_seq: record.last_seq,
             server: record.server,
             events: record.events,
         };
@@ -245,8 +296,29 @@ impl Pipeline {
                 .release(self.progress.release_through(journal.checkpoint()));
             return Ok(journal.checkpoint());
         }
+        // Trackers first: each reflects at least everything up to `done`,
+        // and whatever it reflects was handed to the stores before it
+        // answered, so the flush below makes all of that durable too.
+        let mut snapshot: Vec<(Str, u64, serde_json::Value)> = Vec::new();
+        if self.snapshot_path.is_some() {
+            for control in &self.controls {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                control
+                    .send(tx)
+                    .map_err(|_| "pipeline worker is gone".to_string())?;
+                snapshot.extend(
+                    rx.recv()
+                        .map_err(|_| "pipeline worker is gone".to_string())?,
+                );
+            }
+        }
         for sink in self.sinks.iter() {
             sink.flush().map_err(|e| format!("{}: {e}", sink.name()))?;
+        }
+        if let Some(path) = &self.snapshot_path {
+            snapshot.sort_by(|a, b| a.0.cmp(&b.0));
+            let bytes = serde_json::to_vec(&snapshot).map_err(|e| e.to_string())?;
+            crate::ingest::servers::write_atomically(path, &bytes).map_err(|e| e.to_string())?;
         }
         journal.set_checkpoint(done).map_err(|e| e.to_string())?;
         // Only now are these events safe in every store: their queue slots
@@ -279,6 +351,13 @@ impl Pipeline {
 struct Worker {
     index: usize,
     rx: Receiver<Work>,
+    control: Receiver<Sender<Snapshot>>,
+    /// Last sequence processed per server.
+    last_seq: HashMap<Str, u64>,
+    /// Per server, the sequence its restored tracker already reflects:
+    /// replayed records at or below it were processed and stored before the
+    /// restart and are skipped.
+    restored_seq: HashMap<Str, u64>,
     progress: Arc<Progress>,
     sinks: Arc<Vec<Arc<dyn EventSink>>>,
     plugins: Option<Arc<dyn PluginStage>>,
@@ -290,7 +369,19 @@ impl Worker {
     fn run(mut self) {
         let mut items: Vec<Work> = Vec::new();
         let mut out: Vec<Event> = Vec::new();
-        while let Ok(first) = self.rx.recv() {
+        loop {
+            let first = crossbeam_channel::select! {
+                recv(self.rx) -> w => match w {
+                    Ok(w) => w,
+                    Err(_) => return,
+                },
+                recv(self.control) -> req => {
+                    if let Ok(reply) = req {
+                        let _ = reply.send(self.snapshot());
+                    }
+                    continue;
+                }
+            };
             let mut total = first.events.len();
             items.push(first);
             while total < self.max_batch {
@@ -305,6 +396,15 @@ impl Worker {
             out.clear();
             let mut done = Vec::with_capacity(items.len());
             for mut item in items.drain(..) {
+                done.push(item.first_seq);
+                if self
+                    .restored_seq
+                    .get(&item.server)
+                    .is_some_and(|&s| item.last_seq <= s)
+                {
+                    continue;
+                }
+                self.last_seq.insert(item.server.clone(), item.last_seq);
                 let mut events = std::mem::take(&mut item.events);
                 if let Some(p) = &self.plugins {
                     retry("enrichers", || p.enrich(self.index, &mut events));
@@ -313,7 +413,6 @@ impl Worker {
                 for ev in events {
                     tracker.process(ev, &mut out);
                 }
-                done.push(item.first_seq);
             }
             let outcomes = match &self.plugins {
                 Some(p) => retry("packs", || p.evaluate(self.index, &out)),
@@ -325,6 +424,18 @@ impl Worker {
                 self.progress.complete(first_seq);
             }
         }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.trackers
+            .iter()
+            .filter_map(|(server, tracker)| {
+                let seq = self.last_seq.get(server).copied().unwrap_or(0);
+                serde_json::to_value(tracker)
+                    .ok()
+                    .map(|v| (server.clone(), seq, v))
+            })
+            .collect()
     }
 
     /// Hands the batch to every store, retrying until each took it: these
