@@ -9,6 +9,7 @@
 //! * [`ingest`]: HTTP/MQTT ingest, server identity, journal, queue and pipeline;
 //! * [`metrics`]: Prometheus metrics and `GET /metrics`;
 //! * [`plugin_cli`]: the pack author's tools (`opm-stats plugin …`);
+//! * [`plugin_routes`]: admin routes for the plugin runtime;
 //! * [`loadgen`]: the synthetic game (`opm-stats loadgen`) and `import`;
 //! * [`api`]: the read routes over the stores (player, leaderboard, match,
 //!   achievements), cached in the live store.
@@ -21,4 +22,5 @@ pub mod ingest;
 pub mod loadgen;
 pub mod metrics;
 pub mod plugin_cli;
+pub mod plugin_routes;
 pub mod server;

@@ -48,10 +48,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let app = router()
+    let mut app = router()
         .merge(crate::ingest::routes::router(ingest.clone()))
-        .merge(crate::api::router(backends.stores.clone()))
-        .layer(axum::middleware::from_fn(crate::metrics::track_requests));
+        .merge(crate::api::router(backends.stores.clone()));
+    if let Some(host) = backends.plugin_host.clone() {
+        app = app.merge(crate::plugin_routes::router(host, ingest.clone()));
+    }
+    let app = app.layer(axum::middleware::from_fn(crate::metrics::track_requests));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving");
     axum::serve(listener, app)

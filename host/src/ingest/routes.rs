@@ -257,7 +257,7 @@ async fn register(
     }
 }
 
-fn check_admin(ingest: &Ingest, headers: &HeaderMap) -> Result<(), Box<Response>> {
+pub(crate) fn check_admin(ingest: &Ingest, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if !ingest.servers().admin_configured() {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
