@@ -1,8 +1,15 @@
 //! Cost of the plugin stage: nanoseconds per event per subscribed pack,
-//! 64-event batches of kills (every event reaches every pack), with packs
-//! declaring 1, 50 and 500 achievements.
+//! 64-event batches of kills (every event reaches every pack).
 //!
-//! Run: `cargo bench -p opm-plugin-runtime --bench plugin_stage -- --warm-up-time 1 --measurement-time 3`
+//! * `achievements_{1,50,500}`: four copies of the test good pack declaring
+//!   1, 50 and 500 achievements; four state calls per event (lifetime,
+//!   life, round, match).
+//! * `milestones`: the bundled `plugins/milestones` pack (what production
+//!   runs, built with the SDK): one lifetime `add` per kill, a second for
+//!   the quarter of kills that are headshots, a progress outcome now and
+//!   then.
+//!
+//! Run: `CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo bench --profile dev -p opm-plugin-runtime --bench plugin_stage -- --warm-up-time 1 --measurement-time 3`
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,6 +62,7 @@ impl Feed {
             ev.time_ms = 1_700_000_000_000 + self.seq as i64 * 500;
             ev.map = Arc::from("dm/mohdm1");
             ev.weapon = Arc::from("kar98");
+            ev.hit_location = Arc::from(if self.seq % 4 == 0 { "head" } else { "torso" });
             ev.actor = Some(Participant::new(format!("p{a}").as_str()));
             ev.target = Some(Participant::new(format!("p{t}").as_str()));
             let mut tracked = Vec::new();
@@ -93,18 +101,23 @@ fn host(wasm: &Path, achievements: usize, dir: &Path) -> PluginHost {
     host
 }
 
+fn feed() -> Feed {
+    Feed {
+        tracker: Tracker::new(),
+        seq: 0,
+        rng: 0x9e37_79b9_7f4a_7c15,
+    }
+}
+
 fn plugin_stage(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let wasm = guest::build_component("opm-test-good-pack", &root).unwrap();
+    let milestones = guest::build_component("opm-pack-milestones", &root).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut group = c.benchmark_group("plugin_stage");
     for achievements in [1usize, 50, 500] {
         let host = host(&wasm, achievements, dir.path());
-        let mut feed = Feed {
-            tracker: Tracker::new(),
-            seq: 0,
-            rng: 0x9e37_79b9_7f4a_7c15,
-        };
+        let mut feed = feed();
         // Events × packs: criterion's time per element is then the cost of
         // one event in one subscribed pack.
         group.throughput(Throughput::Elements((BATCH * PACKS) as u64));
@@ -116,6 +129,32 @@ fn plugin_stage(c: &mut Criterion) {
             )
         });
         assert!(host.failures().is_empty(), "{:?}", host.failures());
+    }
+    {
+        // The pack id is fixed in the component, so it is loaded once.
+        let packs = dir.path().join("packs-milestones");
+        std::fs::create_dir_all(&packs).unwrap();
+        std::fs::copy(&milestones, packs.join("milestones.wasm")).unwrap();
+        let mut cfg = RuntimeConfig::new(dir.path().join("cache"));
+        cfg.workers = 1;
+        cfg.max_instances = 32;
+        let host = PluginHost::new(cfg, Arc::new(Discard), &prometheus::Registry::new()).unwrap();
+        let rejected = host.load_dir(&packs);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let mut feed = feed();
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function("milestones", |b| {
+            b.iter_batched(
+                || feed.batch(),
+                |events| host.process(0, &events).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        assert!(host.failures().is_empty(), "{:?}", host.failures());
+        assert!(
+            host.state_snapshot("milestones").len() >= 16,
+            "milestones counted nothing"
+        );
     }
     group.finish();
 }
