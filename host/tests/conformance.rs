@@ -589,6 +589,18 @@ fn http_errors_auth_and_registration() {
     );
     assert_eq!(&*other.server, id);
 
+    // A line-based Content-Type frames by lines even when a line is an array.
+    let body = "[{\"type\":\"jump\",\"player_guid\":\"1\"},{\"type\":\"crouch\",\"player_guid\":\"1\"}]\n{\"type\":\"prone\",\"player_guid\":\"1\"}\n[{\"type\":";
+    let (status, reply) = server.post(&token, "application/x-ndjson", body);
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(
+        (reply["processed"].as_u64(), reply["rejected"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(reply["errors"][0]["index"], 3);
+    let (status, _) = server.post(&token, "application/json", body);
+    assert_eq!(status, 400, "sniffed as one JSON array without the hint");
+
     // Unreadable body: 400 naming the problem. Too large: 413.
     let (status, reply) = server.post(&token, "application/json", "[{\"type\":");
     assert_eq!(status, 400);

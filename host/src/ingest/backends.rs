@@ -33,18 +33,31 @@ fn block<T>(handle: &Handle, f: impl std::future::Future<Output = T>) -> T {
     }
 }
 
-/// The analytics store, fed through its batch writer (1 000 rows or 1 s).
+/// The analytics store, fed through its batch writer (1 000 rows or 1 s
+/// unless `OPM_BATCH_ROWS` / `OPM_BATCH_MS` say otherwise).
 /// `flush` returns once everything written is stored, which is what the
 /// checkpoint needs; the store skips events at or below its per-server
 /// high-water mark, so replays are idempotent.
 pub struct AnalyticsSink {
     writer: BatchWriter,
     handle: Handle,
+    /// False after a failed write or flush, until one succeeds: `/ready`.
+    healthy: std::sync::atomic::AtomicBool,
 }
 
 impl AnalyticsSink {
     pub fn new(writer: BatchWriter, handle: Handle) -> AnalyticsSink {
-        AnalyticsSink { writer, handle }
+        AnalyticsSink {
+            writer,
+            handle,
+            healthy: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    fn note<T, E: std::fmt::Display>(&self, r: Result<T, E>) -> Result<T, SinkError> {
+        self.healthy
+            .store(r.is_ok(), std::sync::atomic::Ordering::Release);
+        r.map_err(|e| SinkError::Unavailable(e.to_string()))
     }
 }
 
@@ -54,14 +67,15 @@ impl EventSink for AnalyticsSink {
     }
 
     fn write(&self, events: &[Event], _outcomes: &[Outcome]) -> Result<(), SinkError> {
-        block(&self.handle, self.writer.send_many(events.to_vec()))
-            .map_err(|e| SinkError::Unavailable(e.to_string()))
+        self.note(block(&self.handle, self.writer.send_many(events.to_vec())))
     }
 
     fn flush(&self) -> Result<(), SinkError> {
-        block(&self.handle, self.writer.flush())
-            .map(|_| ())
-            .map_err(|e| SinkError::Unavailable(e.to_string()))
+        self.note(block(&self.handle, self.writer.flush()).map(|_| ()))
+    }
+
+    fn ready(&self) -> bool {
+        self.healthy.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -248,7 +262,8 @@ pub async fn open(
     let stores = opm_store::Stores::open(&config).await?;
     let directory: Arc<dyn ServerDirectory> =
         Arc::new(RelationalDirectory::load(stores.relational.clone()).await?);
-    let writer = BatchWriter::spawn(stores.analytics.clone(), Default::default());
+    // OPM_BATCH_ROWS / OPM_BATCH_MS: ClickHouse wants bigger batches.
+    let writer = stores.batch_writer(opm_store::analytics::writer::WriterConfig::from_env());
     let sinks: Vec<Arc<dyn EventSink>> = vec![
         Arc::new(AnalyticsSink::new(writer, Handle::current())),
         Arc::new(LiveSink::new(stores.live.clone(), Handle::current())),

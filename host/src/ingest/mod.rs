@@ -252,11 +252,28 @@ impl Ingest {
 
     /// Decodes a body for an authenticated server.
     pub fn decode(&self, server_id: &str, body: &[u8]) -> Result<DecodedBatch, BodyError> {
+        self.decode_as(server_id, body, None)
+    }
+
+    /// Decodes a body whose Content-Type said how it is framed. The body is
+    /// sniffed as upstream does (a leading `[` is one JSON array, otherwise
+    /// lines); a line-based type (NDJSON, URL-encoded) makes every line an
+    /// item on its own even when the first one starts with `[`.
+    pub fn decode_as(
+        &self,
+        server_id: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<DecodedBatch, BodyError> {
         let ctx = DecodeContext {
             server_id: Str::from(server_id),
             received_ms: now_ms(),
         };
-        let mut decoded = decode_body(body, &ctx)?;
+        let mut decoded = if content_type.is_some_and(is_line_based) {
+            decode_lines(body, &ctx)?
+        } else {
+            decode_body(body, &ctx)?
+        };
         for ev in &mut decoded.events {
             scrub_raw(ev);
         }
@@ -399,6 +416,54 @@ impl Ingest {
     pub fn stop(&self) {
         self.inner.pipeline.stop();
     }
+}
+
+fn is_line_based(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/json-seq"
+            | "application/x-www-form-urlencoded"
+    )
+}
+
+/// Decodes every line on its own, numbering items across the lines.
+fn decode_lines(body: &[u8], ctx: &DecodeContext) -> Result<opm_model::wire::Decoded, BodyError> {
+    let mut out = opm_model::wire::Decoded::default();
+    let mut index = 0;
+    let mut any = false;
+    for line in body.split(|b| *b == b'\n') {
+        match decode_body(line, ctx) {
+            Ok(d) => {
+                any = true;
+                let items = d.events.len() + d.errors.len();
+                out.events.extend(d.events);
+                out.errors
+                    .extend(d.errors.into_iter().map(|(i, e)| (index + i, e)));
+                index += items;
+            }
+            Err(BodyError::Empty) => {}
+            Err(e) => {
+                any = true;
+                out.errors
+                    .push((index, EventError::InvalidJson(e.to_string())));
+                index += 1;
+            }
+        }
+    }
+    if !any {
+        return Err(BodyError::Empty);
+    }
+    Ok(out)
 }
 
 /// Fields that carry credentials in legacy bodies; never stored.

@@ -139,7 +139,10 @@ async fn ingest_events(
             };
         }
     };
-    let decoded = match ingest.decode(&server.id, &body) {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let decoded = match ingest.decode_as(&server.id, &body, content_type) {
         Ok(d) => d,
         Err(e) => {
             crate::metrics::metrics()
