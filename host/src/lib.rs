@@ -3,6 +3,8 @@
 //!
 //! Modules, one per concept:
 //! * [`bundled`]: the achievement packs built into the binary;
+//! * [`catalog`]: the loaded packs' achievement definitions, synced into
+//!   the relational store;
 //! * [`cli`]: the command line (`serve`, `plugin …`, …);
 //! * [`config`]: server settings from flags and environment;
 //! * [`server`]: the HTTP server and its routes;
@@ -16,6 +18,7 @@
 
 pub mod api;
 pub mod bundled;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod ingest;

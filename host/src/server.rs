@@ -1,5 +1,9 @@
 //! The HTTP server.
 
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get};
 use serde_json::json;
 
@@ -12,6 +16,29 @@ pub fn router() -> Router {
 
 async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// How often retention runs.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// `GET /ready` is also not ready while a store does not answer, even when
+/// no event has needed it yet (the ingest side only notices on writes).
+async fn stores_ready(
+    State(stores): State<opm_store::Stores>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == "/ready"
+        && let Err(e) = stores.ready().await
+    {
+        tracing::warn!(error = %e, "not ready: store unavailable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": "store unavailable"})),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -29,6 +56,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     ingest_config.workers = Some(workers);
     let backends =
         crate::ingest::backends::open(&config.data_dir, workers, Some(&plugin_dir)).await?;
+    // Raw events past OPM_RAW_RETENTION_DAYS; partitions are months, so
+    // a daily run is plenty.
+    backends.stores.spawn_retention(RETENTION_EVERY);
+    if let Some(host) = backends.plugin_host.clone() {
+        crate::catalog::start(
+            host,
+            backends.stores.relational.clone(),
+            backends.stores.live.clone(),
+        )
+        .await;
+    }
     let data_dir = config.data_dir.clone();
     let (directory, sinks, plugins) = (
         backends.directory.clone(),
@@ -54,7 +92,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(host) = backends.plugin_host.clone() {
         app = app.merge(crate::plugin_routes::router(host, ingest.clone()));
     }
-    let app = app.layer(axum::middleware::from_fn(crate::metrics::track_requests));
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            backends.stores.clone(),
+            stores_ready,
+        ))
+        .layer(axum::middleware::from_fn(crate::metrics::track_requests));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving");
     axum::serve(listener, app)

@@ -90,6 +90,21 @@ fn new_build_test_drop_in_and_unlock() {
         (p.contains(&"milestones".to_string()) && p.contains(&"streaks".to_string())).then_some(())
     });
     assert!(!packs().contains(&"wf-pack".to_string()));
+    let catalogue = || -> Vec<String> {
+        let list: Value = client
+            .get(server.url("/api/v1/achievements"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Cached now; the hot reload's sync must invalidate it.
+    assert!(!catalogue().contains(&"wf_pack_first_kill".to_string()));
 
     // 3. Drop the component in: the watcher loads it.
     let tmp = data.join("plugins").join(".wf-pack.wasm.part");
@@ -97,6 +112,11 @@ fn new_build_test_drop_in_and_unlock() {
     std::fs::rename(&tmp, data.join("plugins").join("wf-pack.wasm")).unwrap();
     wait_until("wf-pack live", || {
         packs().contains(&"wf-pack".to_string()).then_some(())
+    });
+    wait_until("wf-pack definitions in the catalogue", || {
+        catalogue()
+            .contains(&"wf_pack_first_kill".to_string())
+            .then_some(())
     });
 
     // 4. Game events over HTTP reach the new pack; its unlock is served.

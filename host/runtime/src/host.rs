@@ -28,6 +28,10 @@ use crate::routing::Router;
 use crate::sandbox::{self, CallCtx, LogLine, World};
 use crate::state::{self, Committed, EndedSet, EventInfo, LifeBook, Txn, TxnLimits};
 
+mod definitions;
+
+pub use definitions::{AchievementDefinition, PackDefinitions};
+
 /// Fuel per epoch tick in the tooling engine (see `Inner::arm`).
 const FUEL_PER_TICK: u64 = 10_000_000;
 

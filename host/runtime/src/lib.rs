@@ -30,5 +30,8 @@ pub mod tooling;
 pub use config::RuntimeConfig;
 pub use enrich::EnricherStatus;
 pub use error::{ErrorKind, Failure, FailureSink, LoadError, ProcessError};
-pub use host::{HostStatus, PackState, PackStatus, PluginHost, Rejection};
+pub use host::{
+    AchievementDefinition, HostStatus, PackDefinitions, PackState, PackStatus, PluginHost,
+    Rejection,
+};
 pub use sandbox::LogLine;

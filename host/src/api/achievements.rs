@@ -1,3 +1,6 @@
+//! `/achievements/`: the catalogue, a plain array of definitions
+//! (hidden ones too, flagged), as the newer SMF plugin copy reads it.
+//!
 //! `/achievements/player/{guid}`: unlocks and progress in the shapes both
 //! SMF plugin copies read (`achievements.md` §4.3): `unlocked[]` and
 //! `progress[]` keyed by `id_achievement`, the Go-style `achievements[]`,
@@ -11,6 +14,47 @@ use opm_store::live::ttl;
 use serde_json::{Value, json};
 
 use super::{ApiState, cached, rfc3339, round2};
+
+/// Every active definition, in id order.
+pub async fn catalogue(State(state): State<ApiState>) -> Response {
+    let s = state.clone();
+    cached(
+        &state,
+        "achievements:catalogue",
+        ttl::ACHIEVEMENT_LIST,
+        async move {
+            let defs = s.stores.relational.definitions().await?;
+            let list: Vec<Value> = defs
+                .iter()
+                .filter(|d| d.active)
+                .map(|d| {
+                    let mut v = json!({
+                        "id_achievement": d.id,
+                        "code": d.def.code,
+                        "name": d.def.name,
+                        "description": d.def.description,
+                        "category": d.def.category,
+                        "tier": d.def.tier,
+                        "icon": d.def.icon,
+                        "points": d.def.points,
+                        "requirement_value": d.def.target,
+                        "target": d.def.target,
+                        "is_hidden": d.def.is_hidden,
+                        "pack": d.def.pack,
+                        "pack_version": d.def.pack_version,
+                    });
+                    if !d.def.metric.is_empty() {
+                        v["requirement_type"] = json!(d.def.metric);
+                        v["metric"] = json!(d.def.metric);
+                    }
+                    v
+                })
+                .collect();
+            Ok(Value::Array(list))
+        },
+    )
+    .await
+}
 
 pub async fn player(State(state): State<ApiState>, Path(guid): Path<String>) -> Response {
     let key = format!("achievements:player:{guid}");
@@ -40,6 +84,8 @@ pub async fn player(State(state): State<ApiState>, Path(guid): Path<String>) -> 
                     "tier": d.map(|d| d.def.tier).unwrap_or(0),
                     "icon": d.map(|d| d.def.icon.as_str()).unwrap_or(""),
                     "points": d.map(|d| d.def.points).unwrap_or(0),
+                    "requirement_value": d.and_then(|d| d.def.target),
+                    "is_hidden": d.is_some_and(|d| d.def.is_hidden),
                     "player_guid": u.player,
                     "unlocked_date": u.unlocked_ms.div_euclid(1000),
                     "unlocked_at": rfc3339(u.unlocked_ms),

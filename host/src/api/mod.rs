@@ -34,6 +34,8 @@ pub fn router(stores: Stores) -> Router {
             get(stats::leaderboard_stat),
         )
         .route("/api/v1/stats/match/{id}", get(stats::match_detail))
+        .route("/api/v1/achievements", get(achievements::catalogue))
+        .route("/api/v1/achievements/", get(achievements::catalogue))
         .route(
             "/api/v1/achievements/player/{guid}",
             get(achievements::player),
