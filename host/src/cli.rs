@@ -19,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Runs the server.
     Serve(ServeConfig),
+    /// Creates or upgrades every store's schema, then checks all three
+    /// stores answer (idempotent; `serve` also does it on start).
+    Migrate(crate::config::MigrateConfig),
     /// Simulates game servers sending events (benchmarks, golden files).
     Loadgen(crate::loadgen::LoadgenConfig),
     /// Feeds a recorded event stream (JSONL) through the ingest pipeline.
@@ -44,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(config) => {
             tokio::runtime::Runtime::new()?.block_on(crate::server::serve(config))
         }
+        Command::Migrate(config) => tokio::runtime::Runtime::new()?.block_on(migrate(config)),
         Command::Loadgen(config) => {
             let pid = config.server_pid;
             let report = tokio::runtime::Runtime::new()?.block_on(crate::loadgen::run(config))?;
@@ -64,4 +68,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn migrate(config: crate::config::MigrateConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let stores = opm_store::StoreConfig::from_env(&config.data_dir)?;
+    let report = opm_store::migrate(&stores).await?;
+    println!(
+        "analytics: {} schema applied\nrelational: {}, {} migration(s) applied",
+        report.analytics, report.relational, report.relational_applied
+    );
+    // The live store has no schema; check it answers, like the other two.
+    let opened = opm_store::Stores::open(&stores).await?;
+    opened.ready().await?;
+    println!("live: {} reachable", opened.live.backend());
+    Ok(())
 }

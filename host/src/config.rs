@@ -29,3 +29,13 @@ impl ServeConfig {
             .unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 }
+
+/// Settings of `opm-stats migrate`: the stores are chosen exactly as by
+/// `serve` (`CLICKHOUSE_URL`, `DATABASE_URL`/`POSTGRES_URL`, `REDIS_URL`,
+/// embedded under the data directory otherwise).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateConfig {
+    /// Directory of the embedded stores.
+    #[arg(long, env = "OPM_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+}
