@@ -14,6 +14,8 @@ pub struct Server {
     pub port: u16,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    /// Extra environment of the process (store URLs, …).
+    pub env: Vec<(String, String)>,
     pub client: reqwest::blocking::Client,
 }
 
@@ -28,11 +30,20 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Starts the binary on a fresh port with `extra` flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Starts the binary with `env` added to its environment.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut s = Server {
             child: None,
             port: 0,
             data_dir: data_dir.to_path_buf(),
             args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -54,6 +65,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             .env_remove("MQTT_URL")
             .env_remove("OPM_ADMIN_TOKEN")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
