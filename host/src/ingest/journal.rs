@@ -72,6 +72,8 @@ pub enum JournalError {
     Failed,
     #[error("journal writer has shut down")]
     Closed,
+    #[error("journal {0} is in use by another process (a server or an import)")]
+    Locked(String),
 }
 
 /// One journaled batch: consecutive sequences, one server.
@@ -135,6 +137,8 @@ struct Shared {
     checkpoint: AtomicU64,
     failed: AtomicBool,
     checkpoint_lock: Mutex<()>,
+    /// Held for the life of the journal: one process per data directory.
+    _lock: File,
 }
 
 /// The open journal, before its writer starts.
@@ -230,6 +234,13 @@ impl Journal {
     /// records past the checkpoint.
     pub fn open(config: JournalConfig) -> Result<(Journal, Recovery), JournalError> {
         std::fs::create_dir_all(&config.dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(config.dir.join("LOCK"))?;
+        lock.try_lock()
+            .map_err(|_| JournalError::Locked(config.dir.display().to_string()))?;
         let checkpoint = read_checkpoint(&config.dir)?;
         let mut segments = list_segments(&config.dir)?;
         let mut replay = Vec::new();
@@ -286,6 +297,7 @@ impl Journal {
             checkpoint: AtomicU64::new(checkpoint),
             failed: AtomicBool::new(false),
             checkpoint_lock: Mutex::new(()),
+            _lock: lock,
         });
         Ok((
             Journal {
@@ -566,6 +578,10 @@ mod tests {
         config.segment_bytes = 2_000;
         let (journal, rec) = Journal::open(config.clone()).unwrap();
         assert!(rec.replay.is_empty());
+        assert!(
+            matches!(Journal::open(config.clone()), Err(JournalError::Locked(_))),
+            "one process per journal"
+        );
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
         let handle = journal.start(Box::new(move |r: Record| s2.lock().push(r.first_seq)));
