@@ -3,6 +3,9 @@
 //! table, because lowering strings per event costs several times more than
 //! lowering numbers.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use opm_model::{Event, Participant, Stance, Str, Team};
 
 use crate::bindings::{kind_to_wit, wit};
@@ -13,6 +16,31 @@ use crate::state::FxMap;
 pub(crate) struct Lowered {
     pub batch: wit::Batch,
     pub guids: Vec<Str>,
+}
+
+/// Lowered batches of one `process` call, by selection: packs routed the
+/// same events (the common case) share one lowering instead of each
+/// building the same symbol and player tables.
+#[derive(Default)]
+pub(crate) struct LowerCache {
+    done: RefCell<Vec<(Vec<usize>, Arc<Lowered>)>>,
+}
+
+impl LowerCache {
+    /// The lowering of `sel` over `events`; one cache serves one `events`.
+    pub(crate) fn get(&self, events: &[Event], sel: &[usize]) -> Arc<Lowered> {
+        if let Some((_, l)) = self.done.borrow().iter().find(|(s, _)| s == sel) {
+            return l.clone();
+        }
+        let l = Arc::new(lower(sel.iter().map(|&i| &events[i])));
+        let mut done = self.done.borrow_mut();
+        // Bisection lowers many halves of a failing batch; keep the cache
+        // for the shapes that repeat across packs, not every half.
+        if done.len() < 4 {
+            done.push((sel.to_vec(), l.clone()));
+        }
+        l
+    }
 }
 
 #[derive(Default)]
@@ -126,7 +154,6 @@ pub(crate) fn lower<'a>(events: impl IntoIterator<Item = &'a Event>) -> Lowered 
 mod tests {
     use super::*;
     use opm_model::EventKind;
-    use std::sync::Arc;
 
     #[test]
     fn symbols_and_players_are_interned_per_batch() {

@@ -290,11 +290,12 @@ impl PluginHost {
         }
         let infos: Arc<Vec<EventInfo>> = Arc::new(events.iter().map(EventInfo::of).collect());
         let ended = state::ended_in(&infos);
+        let lc = convert::LowerCache::default();
         let packs = inner.packs.load_full();
         let mut out = Vec::new();
         for entry in packs.iter() {
             let r = catch_unwind(AssertUnwindSafe(|| {
-                inner.run_pack(entry, worker, events, &infos, &ended, &mut out)
+                inner.run_pack(entry, worker, events, &infos, &lc, &ended, &mut out)
             }));
             match r {
                 Ok(Ok(())) => {}
@@ -333,9 +334,10 @@ impl PluginHost {
         };
         let infos: Arc<Vec<EventInfo>> = Arc::new(events.iter().map(EventInfo::of).collect());
         let ended = state::ended_in(&infos);
+        let lc = convert::LowerCache::default();
         let mut out = Vec::new();
         let r = catch_unwind(AssertUnwindSafe(|| {
-            inner.run_pack_unpaused(entry, worker, events, &infos, &ended, &mut out)
+            inner.run_pack_unpaused(entry, worker, events, &infos, &lc, &ended, &mut out)
         }));
         match r {
             Ok(Ok(())) => Ok(out),
@@ -752,6 +754,7 @@ impl Inner {
         w: usize,
         events: &[Event],
         infos: &Arc<Vec<EventInfo>>,
+        lc: &convert::LowerCache,
         ended: &EndedSet,
         out: &mut Vec<Outcome>,
     ) -> Result<(), ProcessError> {
@@ -761,7 +764,7 @@ impl Inner {
             entry.queues[w].lock().clear();
             return Ok(());
         }
-        self.run_pack_unpaused(entry, w, events, infos, ended, out)
+        self.run_pack_unpaused(entry, w, events, infos, lc, ended, out)
     }
 
     fn run_pack_unpaused(
@@ -770,6 +773,7 @@ impl Inner {
         w: usize,
         events: &[Event],
         infos: &Arc<Vec<EventInfo>>,
+        lc: &convert::LowerCache,
         ended: &EndedSet,
         out: &mut Vec<Outcome>,
     ) -> Result<(), ProcessError> {
@@ -797,6 +801,7 @@ impl Inner {
         };
         if !queued.is_empty() {
             let qinfos = Arc::new(queued.iter().map(EventInfo::of).collect::<Vec<_>>());
+            let qlc = convert::LowerCache::default();
             let all: Vec<usize> = (0..queued.len()).collect();
             for chunk in all.chunks(512) {
                 self.evaluate(
@@ -805,13 +810,14 @@ impl Inner {
                     w,
                     &queued,
                     &qinfos,
+                    &qlc,
                     chunk,
                     &EndedSet::default(),
                     out,
                 )?;
             }
         }
-        self.evaluate(entry, &version, w, events, infos, &selected, ended, out)
+        self.evaluate(entry, &version, w, events, infos, lc, &selected, ended, out)
     }
 
     fn enqueue<'a>(&self, entry: &PackEntry, w: usize, events: impl Iterator<Item = &'a Event>) {
@@ -835,6 +841,7 @@ impl Inner {
         w: usize,
         events: &[Event],
         infos: &Arc<Vec<EventInfo>>,
+        lc: &convert::LowerCache,
         sel: &[usize],
         ended: &EndedSet,
         out: &mut Vec<Outcome>,
@@ -850,12 +857,12 @@ impl Inner {
             return Ok(());
         }
         let started = Instant::now();
-        let first = self.attempt(entry, version, w, events, infos, sel);
+        let first = self.attempt(entry, version, w, events, infos, lc, sel);
         let result = match first {
             Ok(p) => Ok(p),
             Err(f) => {
                 self.count_error(entry, version, f.0);
-                self.attempt(entry, version, w, events, infos, sel)
+                self.attempt(entry, version, w, events, infos, lc, sel)
             }
         };
         match result {
@@ -876,7 +883,7 @@ impl Inner {
             }
             Err(f) => {
                 self.count_error(entry, version, f.0);
-                self.bisect(entry, version, w, events, infos, sel, f, out)?;
+                self.bisect(entry, version, w, events, infos, lc, sel, f, out)?;
                 if !ended.is_empty() {
                     self.commit(entry, version, empty_prepared(), ended, out)?;
                 }
@@ -893,6 +900,7 @@ impl Inner {
         w: usize,
         events: &[Event],
         infos: &Arc<Vec<EventInfo>>,
+        lc: &convert::LowerCache,
         sel: &[usize],
         fault: Fault,
         out: &mut Vec<Outcome>,
@@ -906,7 +914,7 @@ impl Inner {
                 self.enqueue(entry, w, half.iter().map(|&i| &events[i]));
                 continue;
             }
-            match self.attempt(entry, version, w, events, infos, half) {
+            match self.attempt(entry, version, w, events, infos, lc, half) {
                 Ok(p) => self.commit(entry, version, p, &EndedSet::default(), out)?,
                 Err(f) if f.0 == ErrorKind::Instantiate => {
                     self.count_error(entry, version, f.0);
@@ -914,7 +922,7 @@ impl Inner {
                 }
                 Err(f) => {
                     self.count_error(entry, version, f.0);
-                    self.bisect(entry, version, w, events, infos, half, f, out)?;
+                    self.bisect(entry, version, w, events, infos, lc, half, f, out)?;
                 }
             }
         }
@@ -1014,6 +1022,7 @@ impl Inner {
         w: usize,
         events: &[Event],
         infos: &Arc<Vec<EventInfo>>,
+        lc: &convert::LowerCache,
         sel: &[usize],
     ) -> Result<Prepared, Fault> {
         let mut slot = version.slots[w].lock();
@@ -1030,7 +1039,7 @@ impl Inner {
             *slot = Some(warm);
         }
         let warm = slot.as_mut().expect("just filled");
-        let lowered = convert::lower(sel.iter().map(|&i| &events[i]));
+        let lowered = lc.get(events, sel);
         let n = sel.len();
         {
             let data = warm.store.data_mut();
@@ -1040,7 +1049,7 @@ impl Inner {
                 committed: entry.committed.clone(),
                 events: infos.clone(),
                 index: sel.to_vec(),
-                guids: lowered.guids,
+                lowered: lowered.clone(),
                 book: self.book.clone(),
                 txn: Txn::default(),
                 limits: self.limits(),
@@ -1060,7 +1069,7 @@ impl Inner {
         let fault = match r {
             Err(e) => (sandbox::classify(&e), format!("{e:#}")),
             Ok(Err(pe)) => (ErrorKind::PluginError, format!("{pe:?}")),
-            Ok(Ok(outs)) => match self.outcomes(version, events, sel, &ctx.guids, outs) {
+            Ok(Ok(outs)) => match self.outcomes(version, events, sel, &ctx.lowered.guids, outs) {
                 Ok(outcomes) => {
                     let mut positions: HashMap<Str, u64> = HashMap::new();
                     for &i in sel {

@@ -354,7 +354,8 @@ pub(crate) struct CallCtx {
     pub events: Arc<Vec<EventInfo>>,
     /// `batch.events[i]` is `events[index[i]]`.
     pub index: Vec<usize>,
-    pub guids: Vec<Str>,
+    /// The batch as the guest got it; its player table resolves `player`.
+    pub lowered: Arc<crate::convert::Lowered>,
     pub book: Arc<Mutex<LifeBook>>,
     pub txn: Txn,
     pub limits: TxnLimits,
@@ -378,10 +379,10 @@ impl CallCtx {
                 self.index.len()
             ))));
         };
-        let Some(guid) = self.guids.get(player as usize) else {
+        let Some(guid) = self.lowered.guids.get(player as usize) else {
             return Err(wasmtime::Error::new(BadCall(format!(
                 "state call for player {player}, batch has {}",
-                self.guids.len()
+                self.lowered.guids.len()
             ))));
         };
         if key.len() > self.limits.key_bytes {
