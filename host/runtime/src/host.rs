@@ -748,6 +748,7 @@ impl Inner {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_pack(
         &self,
         entry: &PackEntry,
@@ -767,6 +768,7 @@ impl Inner {
         self.run_pack_unpaused(entry, w, events, infos, lc, ended, out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_pack_unpaused(
         &self,
         entry: &PackEntry,
@@ -1015,6 +1017,7 @@ impl Inner {
     /// One call of `on-batch` over `sel`. On any fault the instance is
     /// dropped (a trapped instance must not be re-entered) and rebuilt from
     /// the `InstancePre` on the next attempt.
+    #[allow(clippy::too_many_arguments)]
     fn attempt(
         &self,
         entry: &PackEntry,
