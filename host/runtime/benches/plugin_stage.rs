@@ -62,7 +62,11 @@ impl Feed {
             ev.time_ms = 1_700_000_000_000 + self.seq as i64 * 500;
             ev.map = Arc::from("dm/mohdm1");
             ev.weapon = Arc::from("kar98");
-            ev.hit_location = Arc::from(if self.seq % 4 == 0 { "head" } else { "torso" });
+            ev.hit_location = Arc::from(if self.seq.is_multiple_of(4) {
+                "head"
+            } else {
+                "torso"
+            });
             ev.actor = Some(Participant::new(format!("p{a}").as_str()));
             ev.target = Some(Participant::new(format!("p{t}").as_str()));
             let mut tracked = Vec::new();
