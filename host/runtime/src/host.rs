@@ -1048,17 +1048,14 @@ impl Inner {
             let data = warm.store.data_mut();
             data.log.lines = 0;
             data.log.dropped = 0;
-            data.call = Some(CallCtx {
-                committed: entry.committed.clone(),
-                events: infos.clone(),
-                index: sel.to_vec(),
-                lowered: lowered.clone(),
-                book: self.book.clone(),
-                txn: Txn::default(),
-                limits: self.limits(),
-                instances: Default::default(),
-                keys: Default::default(),
-            });
+            data.call = Some(CallCtx::new(
+                entry.committed.clone(),
+                infos.clone(),
+                sel.to_vec(),
+                lowered.clone(),
+                self.book.clone(),
+                self.limits(),
+            ));
         }
         self.arm(&mut warm.store, self.cfg.batch_ticks(n));
         let r = warm.bindings.call_on_batch(&mut warm.store, &lowered.batch);

@@ -29,7 +29,7 @@ use crate::bindings::{enricher, pack};
 use crate::config::RuntimeConfig;
 use crate::error::{ErrorKind, LoadError};
 use crate::state::{
-    self as st, Committed, EventInfo, FxMap, LifeBook, Slot, StateLimit, Txn, TxnLimits,
+    self as st, Committed, EventInfo, FxMap, Id, LifeBook, StateLimit, Txn, TxnLimits,
 };
 
 /// Builds the production engine (epochs, pooling) or the tooling engine
@@ -359,20 +359,48 @@ pub(crate) struct CallCtx {
     pub book: Arc<Mutex<LifeBook>>,
     pub txn: Txn,
     pub limits: TxnLimits,
-    /// Round (`player` = MAX) and life instances by (event index, player).
-    pub instances: FxMap<(u32, u32), Str>,
-    /// State keys seen in this call, shared instead of reallocated.
-    pub keys: std::collections::HashSet<Str, std::hash::BuildHasherDefault<st::FxHasher>>,
+    /// Instance ids by (event index, who): `who` is the player for life
+    /// scope, `u32::MAX - scope` for the scopes that do not depend on it.
+    pub instances: FxMap<(u32, u32), u32>,
+    /// Formatted round and life instances by (match or session string,
+    /// number, scope): the events Arc keeps the strings, so their addresses
+    /// identify them for the call.
+    pub formatted: FxMap<(usize, u32, u8), u32>,
+    /// Transaction player id per batch player index (`u32::MAX` = not yet).
+    pub players: Vec<u32>,
 }
 
 impl CallCtx {
+    pub(crate) fn new(
+        committed: Arc<Mutex<Committed>>,
+        events: Arc<Vec<EventInfo>>,
+        index: Vec<usize>,
+        lowered: Arc<crate::convert::Lowered>,
+        book: Arc<Mutex<LifeBook>>,
+        limits: TxnLimits,
+    ) -> CallCtx {
+        let players = vec![u32::MAX; lowered.guids.len()];
+        CallCtx {
+            committed,
+            events,
+            index,
+            lowered,
+            book,
+            txn: Txn::default(),
+            limits,
+            instances: FxMap::default(),
+            formatted: FxMap::default(),
+            players,
+        }
+    }
+
     fn slot(
         &mut self,
         at: u32,
         scope: state::Scope,
         player: u32,
         key: &str,
-    ) -> wasmtime::Result<Slot> {
+    ) -> wasmtime::Result<Id> {
         let Some(&full) = self.index.get(at as usize) else {
             return Err(wasmtime::Error::new(BadCall(format!(
                 "state call for event {at}, batch has {}",
@@ -398,43 +426,70 @@ impl CallCtx {
             state::Scope::Round => Scope::Round,
             state::Scope::Life => Scope::Life,
         };
-        // Round and life instances are formatted strings: make each once per
-        // (event, player) per call, not once per state operation.
-        let inst = match scope {
-            Scope::Round | Scope::Life => {
-                let who = if scope == Scope::Life {
-                    player
-                } else {
-                    u32::MAX
-                };
-                match self.instances.get(&(at, who)) {
-                    Some(i) => i.clone(),
-                    None => {
-                        let i = if scope == Scope::Life {
-                            st::instance(scope, &self.events, full, guid, &self.book.lock())
-                        } else {
-                            st::instance(scope, &self.events, full, guid, &LifeBook::default())
-                        };
-                        self.instances.insert((at, who), i.clone());
-                        i
-                    }
-                }
-            }
-            _ => st::instance(scope, &self.events, full, guid, &LifeBook::default()),
+        let who = if scope == Scope::Life {
+            player
+        } else {
+            u32::MAX - scope as u32
         };
-        let key = match self.keys.get(key) {
-            Some(k) => k.clone(),
+        let inst = match self.instances.get(&(at, who)) {
+            Some(&i) => i,
             None => {
-                let k = Str::from(key);
-                self.keys.insert(k.clone());
-                k
+                let ev = &self.events[full];
+                // Round and life instances are formatted strings: format
+                // each distinct one once per call, not per event.
+                let i = match scope {
+                    Scope::Lifetime => self.txn.insts.id(&opm_model::event::empty()),
+                    Scope::Session => self.txn.insts.id(&ev.session),
+                    Scope::Match => self.txn.insts.id(&ev.match_id),
+                    Scope::Round => {
+                        let k = (Arc::as_ptr(&ev.match_id) as *const u8 as usize, ev.round, 0);
+                        match self.formatted.get(&k) {
+                            Some(&i) => i,
+                            None => {
+                                let s = st::instance(
+                                    scope,
+                                    &self.events,
+                                    full,
+                                    guid,
+                                    &LifeBook::default(),
+                                );
+                                let i = self.txn.insts.id(&s);
+                                self.formatted.insert(k, i);
+                                i
+                            }
+                        }
+                    }
+                    Scope::Life => {
+                        let life = st::life_at(&self.events, full, guid, &self.book.lock());
+                        let k = (Arc::as_ptr(&ev.session) as *const u8 as usize, life, 1);
+                        match self.formatted.get(&k) {
+                            Some(&i) => i,
+                            None => {
+                                let s = Str::from(format!("{}#{}", ev.session, life));
+                                let i = self.txn.insts.id(&s);
+                                self.formatted.insert(k, i);
+                                i
+                            }
+                        }
+                    }
+                };
+                self.instances.insert((at, who), i);
+                i
             }
         };
-        Ok(Slot {
+        let p = match self.players[player as usize] {
+            u32::MAX => {
+                let p = self.txn.players.id(guid);
+                self.players[player as usize] = p;
+                p
+            }
+            p => p,
+        };
+        Ok(Id {
             scope,
             inst,
-            player: guid.clone(),
-            key,
+            player: p,
+            key: self.txn.keys.id_of(key),
         })
     }
 }
@@ -532,8 +587,7 @@ macro_rules! with_call {
     ($self:ident, $at:ident, $scope:ident, $player:ident, $key:expr, |$ctx:ident, $slot:ident, $committed:ident| $body:expr) => {{
         let $ctx = $self.call.as_mut().ok_or_else(outside)?;
         let $slot = $ctx.slot($at, $scope, $player, $key)?;
-        let committed_arc = $ctx.committed.clone();
-        let $committed = committed_arc.lock();
+        let $committed = $ctx.committed.lock();
         $body
     }};
 }
@@ -550,7 +604,7 @@ impl state::Host for StoreData {
         with_call!(self, at, scope, player, &key, |ctx, slot, c| {
             let lim = ctx.limits;
             ctx.txn
-                .add(&c, &slot, delta, &lim)
+                .add_at(&c, slot, delta, &lim)
                 .map_err(wasmtime::Error::new)
         })
     }
@@ -564,7 +618,7 @@ impl state::Host for StoreData {
     ) -> wasmtime::Result<i64> {
         with_call!(self, at, scope, player, &key, |ctx, slot, c| Ok(ctx
             .txn
-            .get(&c, &slot)))
+            .get_at(&c, slot)))
     }
 
     fn get_many(
@@ -576,7 +630,7 @@ impl state::Host for StoreData {
         let mut out = Vec::with_capacity(keys.len());
         for (player, key) in keys {
             out.push(with_call!(self, at, scope, player, &key, |ctx, slot, c| {
-                ctx.txn.get(&c, &slot)
+                ctx.txn.get_at(&c, slot)
             }));
         }
         Ok(out)
@@ -593,7 +647,7 @@ impl state::Host for StoreData {
         with_call!(self, at, scope, player, &key, |ctx, slot, c| {
             let lim = ctx.limits;
             ctx.txn
-                .put(&c, &slot, value, &lim)
+                .put_at(&c, slot, value, &lim)
                 .map_err(wasmtime::Error::new)
         })
     }
@@ -609,7 +663,7 @@ impl state::Host for StoreData {
         with_call!(self, at, scope, player, &key, |ctx, slot, c| {
             let lim = ctx.limits;
             ctx.txn
-                .put_blob(&c, &slot, value, &lim)
+                .put_blob_at(&c, slot, value, &lim)
                 .map_err(wasmtime::Error::new)
         })
     }
@@ -623,7 +677,7 @@ impl state::Host for StoreData {
     ) -> wasmtime::Result<Vec<u8>> {
         with_call!(self, at, scope, player, &key, |ctx, slot, c| Ok(ctx
             .txn
-            .get_blob(&c, &slot)))
+            .get_blob_at(&c, slot)))
     }
 
     fn set_insert(
@@ -637,7 +691,7 @@ impl state::Host for StoreData {
         with_call!(self, at, scope, player, &key, |ctx, slot, c| {
             let lim = ctx.limits;
             ctx.txn
-                .set_insert(&c, &slot, member, &lim)
+                .set_insert_at(&c, slot, member, &lim)
                 .map_err(wasmtime::Error::new)
         })
     }
@@ -651,7 +705,7 @@ impl state::Host for StoreData {
     ) -> wasmtime::Result<u32> {
         with_call!(self, at, scope, player, &key, |ctx, slot, c| Ok(ctx
             .txn
-            .set_count(&c, &slot)))
+            .set_count_at(&c, slot)))
     }
 }
 

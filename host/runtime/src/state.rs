@@ -190,7 +190,56 @@ enum Pending {
     Set(BTreeSet<String>),
 }
 
-type TxnKey = (Scope, Str, Str, Str);
+/// Strings a transaction has seen, as small ids: the write buffer is keyed
+/// by ids so a state call hashes 16 bytes instead of three strings, and
+/// the strings are shared, not cloned, until commit.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    ids: FxMap<Str, u32>,
+    strs: Vec<Str>,
+}
+
+impl Interner {
+    pub(crate) fn id(&mut self, s: &Str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        self.push(s.clone())
+    }
+
+    /// Like `id`, allocating only for a string not seen before.
+    pub(crate) fn id_of(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        self.push(Str::from(s))
+    }
+
+    #[cfg(test)]
+    fn find(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    fn push(&mut self, s: Str) -> u32 {
+        let i = self.strs.len() as u32;
+        self.strs.push(s.clone());
+        self.ids.insert(s, i);
+        i
+    }
+
+    fn get(&self, i: u32) -> &Str {
+        &self.strs[i as usize]
+    }
+}
+
+/// A slot by interned ids (valid for the transaction that made them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Id {
+    pub scope: Scope,
+    pub inst: u32,
+    pub player: u32,
+    pub key: u32,
+}
 
 /// Why a state call was refused; it traps the batch.
 #[derive(Debug, thiserror::Error)]
@@ -220,11 +269,16 @@ pub(crate) struct TxnLimits {
 /// One batch's writes. Reads see the committed value plus these writes.
 #[derive(Debug, Default)]
 pub(crate) struct Txn {
-    writes: FxMap<TxnKey, Pending>,
-    new_keys: FxMap<Str, usize>,
+    writes: FxMap<Id, Pending>,
+    /// Keys this batch creates, per player id.
+    new_keys: FxMap<u32, usize>,
+    pub(crate) insts: Interner,
+    pub(crate) players: Interner,
+    pub(crate) keys: Interner,
 }
 
-/// Where a state call lands.
+#[cfg(test)]
+/// Where a state call lands, by name.
 pub(crate) struct Slot {
     pub scope: Scope,
     pub inst: Str,
@@ -232,60 +286,82 @@ pub(crate) struct Slot {
     pub key: Str,
 }
 
-impl Slot {
-    fn txn_key(&self) -> TxnKey {
-        (
-            self.scope,
-            self.inst.clone(),
-            self.player.clone(),
-            self.key.clone(),
-        )
-    }
-}
-
 impl Txn {
-    fn pending(&self, s: &Slot) -> Option<&Pending> {
-        self.writes.get(&s.txn_key())
+    #[cfg(test)]
+    /// Interns a named slot.
+    pub(crate) fn id(&mut self, s: &Slot) -> Id {
+        Id {
+            scope: s.scope,
+            inst: self.insts.id(&s.inst),
+            player: self.players.id(&s.player),
+            key: self.keys.id(&s.key),
+        }
+    }
+
+    #[cfg(test)]
+    /// A named slot's id when this transaction has seen all its names
+    /// (otherwise it has no write there).
+    fn find(&self, s: &Slot) -> Option<Id> {
+        Some(Id {
+            scope: s.scope,
+            inst: self.insts.find(&s.inst)?,
+            player: self.players.find(&s.player)?,
+            key: self.keys.find(&s.key)?,
+        })
+    }
+
+    fn committed<'c>(&self, c: &'c Committed, id: Id) -> Option<&'c StateValue> {
+        c.get(
+            id.scope,
+            self.insts.get(id.inst),
+            self.players.get(id.player),
+            self.keys.get(id.key),
+        )
     }
 
     /// Counts a key this batch creates against the player's cap.
-    fn claim_key(
-        &mut self,
-        c: &Committed,
-        player: &Str,
-        lim: &TxnLimits,
-    ) -> Result<(), StateLimit> {
-        let held = c.keys_of(player) + self.new_keys.get(player).copied().unwrap_or(0);
+    fn claim_key(&mut self, c: &Committed, player: u32, lim: &TxnLimits) -> Result<(), StateLimit> {
+        let held =
+            c.keys_of(self.players.get(player)) + self.new_keys.get(&player).copied().unwrap_or(0);
         if held >= lim.keys_per_player {
             return Err(StateLimit::TooManyKeys(held));
         }
-        *self.new_keys.entry(player.clone()).or_default() += 1;
+        *self.new_keys.entry(player).or_default() += 1;
         Ok(())
     }
 
     /// Makes room for a write; fails when it would create a key beyond the
     /// player's cap.
-    fn reserve(&mut self, c: &Committed, s: &Slot, lim: &TxnLimits) -> Result<(), StateLimit> {
-        if self.writes.contains_key(&s.txn_key()) || c.has(s.scope, &s.inst, &s.player, &s.key) {
+    fn reserve(&mut self, c: &Committed, id: Id, lim: &TxnLimits) -> Result<(), StateLimit> {
+        if self.writes.contains_key(&id) || self.committed(c, id).is_some() {
             return Ok(());
         }
-        self.claim_key(c, &s.player, lim)
+        self.claim_key(c, id.player, lim)
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, c: &Committed, s: &Slot) -> i64 {
-        let committed = match c.get(s.scope, &s.inst, &s.player, &s.key) {
-            Some(StateValue::Counter(v)) => *v,
-            _ => 0,
-        };
-        match self.pending(s) {
-            Some(Pending::Counter { base, delta }) => {
-                base.unwrap_or(committed).wrapping_add(*delta)
-            }
-            Some(_) => 0,
-            None => committed,
+        match self.find(s) {
+            Some(id) => self.get_at(c, id),
+            None => counter(c.get(s.scope, &s.inst, &s.player, &s.key)),
         }
     }
 
+    pub(crate) fn get_at(&self, c: &Committed, id: Id) -> i64 {
+        match self.writes.get(&id) {
+            Some(Pending::Counter {
+                base: Some(base),
+                delta,
+            }) => base.wrapping_add(*delta),
+            Some(Pending::Counter { base: None, delta }) => {
+                counter(self.committed(c, id)).wrapping_add(*delta)
+            }
+            Some(_) => 0,
+            None => counter(self.committed(c, id)),
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn add(
         &mut self,
         c: &Committed,
@@ -293,15 +369,32 @@ impl Txn {
         delta: i64,
         lim: &TxnLimits,
     ) -> Result<i64, StateLimit> {
+        let id = self.id(s);
+        self.add_at(c, id, delta, lim)
+    }
+
+    pub(crate) fn add_at(
+        &mut self,
+        c: &Committed,
+        id: Id,
+        delta: i64,
+        lim: &TxnLimits,
+    ) -> Result<i64, StateLimit> {
         // The hot path: one transaction lookup, at most one committed lookup.
-        let k = s.txn_key();
-        if let Some(p) = self.writes.get_mut(&k) {
+        if let Some(p) = self.writes.get_mut(&id) {
             match p {
                 Pending::Counter { base, delta: d } => {
                     *d = d.wrapping_add(delta);
                     let (base, d) = (*base, *d);
-                    let base =
-                        base.unwrap_or_else(|| counter(c.get(s.scope, &s.inst, &s.player, &s.key)));
+                    let base = match base {
+                        Some(b) => b,
+                        None => counter(c.get(
+                            id.scope,
+                            self.insts.get(id.inst),
+                            self.players.get(id.player),
+                            self.keys.get(id.key),
+                        )),
+                    };
                     return Ok(base.wrapping_add(d));
                 }
                 other => {
@@ -313,16 +406,17 @@ impl Txn {
                 }
             }
         }
-        let current = c.get(s.scope, &s.inst, &s.player, &s.key);
+        let current = self.committed(c, id);
         if current.is_none() {
-            self.claim_key(c, &s.player, lim)?;
+            self.claim_key(c, id.player, lim)?;
         }
         let committed = counter(current);
         self.writes
-            .insert(k, Pending::Counter { base: None, delta });
+            .insert(id, Pending::Counter { base: None, delta });
         Ok(committed.wrapping_add(delta))
     }
 
+    #[cfg(test)]
     pub(crate) fn put(
         &mut self,
         c: &Committed,
@@ -330,9 +424,20 @@ impl Txn {
         value: i64,
         lim: &TxnLimits,
     ) -> Result<(), StateLimit> {
-        self.reserve(c, s, lim)?;
+        let id = self.id(s);
+        self.put_at(c, id, value, lim)
+    }
+
+    pub(crate) fn put_at(
+        &mut self,
+        c: &Committed,
+        id: Id,
+        value: i64,
+        lim: &TxnLimits,
+    ) -> Result<(), StateLimit> {
+        self.reserve(c, id, lim)?;
         self.writes.insert(
-            s.txn_key(),
+            id,
             Pending::Counter {
                 base: Some(value),
                 delta: 0,
@@ -341,6 +446,7 @@ impl Txn {
         Ok(())
     }
 
+    #[cfg(test)]
     pub(crate) fn put_blob(
         &mut self,
         c: &Committed,
@@ -348,18 +454,29 @@ impl Txn {
         value: Vec<u8>,
         lim: &TxnLimits,
     ) -> Result<(), StateLimit> {
+        let id = self.id(s);
+        self.put_blob_at(c, id, value, lim)
+    }
+
+    pub(crate) fn put_blob_at(
+        &mut self,
+        c: &Committed,
+        id: Id,
+        value: Vec<u8>,
+        lim: &TxnLimits,
+    ) -> Result<(), StateLimit> {
         if value.len() > lim.blob_bytes {
             return Err(StateLimit::BlobTooBig(value.len(), lim.blob_bytes));
         }
-        self.reserve(c, s, lim)?;
-        self.writes.insert(s.txn_key(), Pending::Blob(value));
+        self.reserve(c, id, lim)?;
+        self.writes.insert(id, Pending::Blob(value));
         Ok(())
     }
 
+    #[cfg(test)]
     pub(crate) fn get_blob(&self, c: &Committed, s: &Slot) -> Vec<u8> {
-        match self.pending(s) {
-            Some(Pending::Blob(b)) => b.clone(),
-            Some(_) => Vec::new(),
+        match self.find(s) {
+            Some(id) => self.get_blob_at(c, id),
             None => match c.get(s.scope, &s.inst, &s.player, &s.key) {
                 Some(StateValue::Blob(b)) => b.clone(),
                 _ => Vec::new(),
@@ -367,13 +484,25 @@ impl Txn {
         }
     }
 
-    fn committed_set<'a>(c: &'a Committed, s: &Slot) -> Option<&'a BTreeSet<String>> {
-        match c.get(s.scope, &s.inst, &s.player, &s.key) {
+    pub(crate) fn get_blob_at(&self, c: &Committed, id: Id) -> Vec<u8> {
+        match self.writes.get(&id) {
+            Some(Pending::Blob(b)) => b.clone(),
+            Some(_) => Vec::new(),
+            None => match self.committed(c, id) {
+                Some(StateValue::Blob(b)) => b.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    fn committed_set<'a>(&self, c: &'a Committed, id: Id) -> Option<&'a BTreeSet<String>> {
+        match self.committed(c, id) {
             Some(StateValue::Set(m)) => Some(m),
             _ => None,
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn set_insert(
         &mut self,
         c: &Committed,
@@ -381,26 +510,37 @@ impl Txn {
         member: String,
         lim: &TxnLimits,
     ) -> Result<bool, StateLimit> {
+        let id = self.id(s);
+        self.set_insert_at(c, id, member, lim)
+    }
+
+    pub(crate) fn set_insert_at(
+        &mut self,
+        c: &Committed,
+        id: Id,
+        member: String,
+        lim: &TxnLimits,
+    ) -> Result<bool, StateLimit> {
         if member.len() > lim.member_bytes {
             return Err(StateLimit::MemberTooLong(member.len(), lim.member_bytes));
         }
         let overwritten = matches!(
-            self.pending(s),
+            self.writes.get(&id),
             Some(Pending::Counter { .. } | Pending::Blob(_))
         );
         let committed = if overwritten {
             None
         } else {
-            Self::committed_set(c, s)
+            self.committed_set(c, id)
         };
         if committed.is_some_and(|m| m.contains(&member)) {
             return Ok(false);
         }
-        self.reserve(c, s, lim)?;
-        let count = self.set_count(c, s) as usize;
+        self.reserve(c, id, lim)?;
+        let count = self.set_count_at(c, id) as usize;
         let e = self
             .writes
-            .entry(s.txn_key())
+            .entry(id)
             .or_insert_with(|| Pending::Set(BTreeSet::new()));
         if !matches!(e, Pending::Set(_)) {
             *e = Pending::Set(BTreeSet::new());
@@ -418,13 +558,24 @@ impl Txn {
         Ok(true)
     }
 
+    #[cfg(test)]
     pub(crate) fn set_count(&self, c: &Committed, s: &Slot) -> u32 {
-        match self.pending(s) {
+        match self.find(s) {
+            Some(id) => self.set_count_at(c, id),
+            None => match c.get(s.scope, &s.inst, &s.player, &s.key) {
+                Some(StateValue::Set(m)) => m.len() as u32,
+                _ => 0,
+            },
+        }
+    }
+
+    pub(crate) fn set_count_at(&self, c: &Committed, id: Id) -> u32 {
+        match self.writes.get(&id) {
             Some(Pending::Set(added)) => {
-                (Self::committed_set(c, s).map_or(0, BTreeSet::len) + added.len()) as u32
+                (self.committed_set(c, id).map_or(0, BTreeSet::len) + added.len()) as u32
             }
             Some(_) => 0,
-            None => Self::committed_set(c, s).map_or(0, BTreeSet::len) as u32,
+            None => self.committed_set(c, id).map_or(0, BTreeSet::len) as u32,
         }
     }
 
@@ -438,8 +589,12 @@ impl Txn {
         ended: &EndedSet,
     ) -> Vec<(StateKey, Option<StateValue>)> {
         let mut out: FxMap<StateKey, Option<StateValue>> = FxMap::default();
-        for ((scope, inst, player, key), p) in self.writes {
-            let current = c.get(scope, &inst, &player, &key);
+        for (id, p) in self.writes {
+            let scope = id.scope;
+            let inst = self.insts.get(id.inst);
+            let player = self.players.get(id.player);
+            let key = self.keys.get(id.key);
+            let current = c.get(scope, inst, player, key);
             let value = match p {
                 Pending::Counter { base, delta } => {
                     let committed = match current {
@@ -467,9 +622,9 @@ impl Txn {
             let k = StateKey {
                 pack: pack.clone(),
                 scope,
-                instance: inst,
-                player,
-                key,
+                instance: inst.clone(),
+                player: player.clone(),
+                key: key.clone(),
             };
             out.insert(k, value);
         }
@@ -674,7 +829,7 @@ pub(crate) fn instance(
     }
 }
 
-fn life_at(events: &[EventInfo], at: usize, guid: &Str, book: &LifeBook) -> u32 {
+pub(crate) fn life_at(events: &[EventInfo], at: usize, guid: &Str, book: &LifeBook) -> u32 {
     let ev = &events[at];
     for p in [&ev.actor, &ev.target].into_iter().flatten() {
         if &p.0 == guid {
