@@ -2,8 +2,9 @@
 //! the per-batch write buffer, scope instance derivation and the lifecycle
 //! bookkeeping that lets ended matches, rounds and lives be dropped.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use opm_model::plugin::{Scope, StateKey, StateValue};
@@ -60,6 +61,87 @@ impl Hasher for FxHasher {
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
+/// `(Scope, Str)` looked up as `(Scope, &str)`: both hash and compare as
+/// the scope then the string, so std maps can be probed without building
+/// an owned key.
+trait InstKey {
+    fn parts(&self) -> (Scope, &str);
+}
+
+impl InstKey for (Scope, Str) {
+    fn parts(&self) -> (Scope, &str) {
+        (self.0, &self.1)
+    }
+}
+
+impl InstKey for (Scope, &str) {
+    fn parts(&self) -> (Scope, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> Borrow<dyn InstKey + 'a> for (Scope, Str) {
+    fn borrow(&self) -> &(dyn InstKey + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn InstKey + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // The same calls, in the same order, as the tuple's derived hash.
+        let (scope, inst) = self.parts();
+        scope.hash(h);
+        inst.hash(h);
+    }
+}
+
+impl PartialEq for dyn InstKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn InstKey + '_ {}
+
+/// `(Str, Str)` looked up as `(&str, &str)`, like [`InstKey`].
+trait PairKey {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl PairKey for (Str, Str) {
+    fn parts(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl PairKey for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> Borrow<dyn PairKey + 'a> for (Str, Str) {
+    fn borrow(&self) -> &(dyn PairKey + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn PairKey + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let (a, b) = self.parts();
+        a.hash(h);
+        b.hash(h);
+    }
+}
+
+impl PartialEq for dyn PairKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn PairKey + '_ {}
+
 /// One pack's committed state, grouped by scope instance so an ended match,
 /// round or life is dropped in one step.
 #[derive(Debug, Default)]
@@ -77,14 +159,12 @@ impl Committed {
         c
     }
 
-    fn get(&self, scope: Scope, inst: &Str, player: &Str, key: &Str) -> Option<&StateValue> {
+    fn get(&self, scope: Scope, inst: &str, player: &str, key: &str) -> Option<&StateValue> {
+        // Borrowed keys: a lookup clones no `Arc` (two atomic updates per
+        // field were most of a lookup's cost).
         self.inst
-            .get(&(scope, inst.clone()))
-            .and_then(|m| m.get(&(player.clone(), key.clone())))
-    }
-
-    fn has(&self, scope: Scope, inst: &Str, player: &Str, key: &Str) -> bool {
-        self.get(scope, inst, player, key).is_some()
+            .get(&(scope, inst) as &dyn InstKey)
+            .and_then(|m| m.get(&(player, key) as &dyn PairKey))
     }
 
     fn keys_of(&self, player: &Str) -> usize {
@@ -215,7 +295,6 @@ impl Interner {
         self.push(Str::from(s))
     }
 
-    #[cfg(test)]
     fn find(&self, s: &str) -> Option<u32> {
         self.ids.get(s).copied()
     }
@@ -588,8 +667,9 @@ impl Txn {
         pack: &Str,
         ended: &EndedSet,
     ) -> Vec<(StateKey, Option<StateValue>)> {
-        let mut out: FxMap<StateKey, Option<StateValue>> = FxMap::default();
-        for (id, p) in self.writes {
+        // Ids map one-to-one to names, so the writes are unique keys already.
+        let mut out: Vec<(StateKey, Option<StateValue>)> = Vec::with_capacity(self.writes.len());
+        for (id, p) in &self.writes {
             let scope = id.scope;
             let inst = self.insts.get(id.inst);
             let player = self.players.get(id.player);
@@ -602,39 +682,56 @@ impl Txn {
                         _ => 0,
                     };
                     Some(StateValue::Counter(
-                        base.unwrap_or(committed).wrapping_add(delta),
+                        base.unwrap_or(committed).wrapping_add(*delta),
                     ))
                 }
                 Pending::Blob(b) if b.is_empty() => None,
-                Pending::Blob(b) => Some(StateValue::Blob(b)),
+                Pending::Blob(b) => Some(StateValue::Blob(b.clone())),
                 Pending::Set(added) => {
                     let mut m = match current {
                         Some(StateValue::Set(m)) => m.clone(),
                         _ => BTreeSet::new(),
                     };
-                    m.extend(added);
+                    m.extend(added.iter().cloned());
                     Some(StateValue::Set(m))
                 }
             };
+            let value = if ended.covers(scope, inst, player) {
+                None
+            } else {
+                value
+            };
+            // A delete of something that was never committed is noise.
             if value.is_none() && current.is_none() {
                 continue;
             }
-            let k = StateKey {
-                pack: pack.clone(),
-                scope,
-                instance: inst.clone(),
-                player: player.clone(),
-                key: key.clone(),
-            };
-            out.insert(k, value);
+            out.push((
+                StateKey {
+                    pack: pack.clone(),
+                    scope,
+                    instance: inst.clone(),
+                    player: player.clone(),
+                    key: key.clone(),
+                },
+                value,
+            ));
         }
         if !ended.is_empty() {
-            for (k, v) in out.iter_mut() {
-                if ended.covers(k.scope, &k.instance, &k.player) {
-                    *v = None;
-                }
-            }
             for (scope, instance, player, key) in c.ended_keys(ended) {
+                // Committed keys this batch wrote are handled above.
+                let written = (|| {
+                    let id = Id {
+                        scope,
+                        inst: self.insts.find(&instance)?,
+                        player: self.players.find(&player)?,
+                        key: self.keys.find(&key)?,
+                    };
+                    self.writes.contains_key(&id).then_some(())
+                })()
+                .is_some();
+                if written {
+                    continue;
+                }
                 let k = StateKey {
                     pack: pack.clone(),
                     scope,
@@ -642,14 +739,12 @@ impl Txn {
                     player,
                     key,
                 };
-                out.insert(k, None);
+                out.push((k, None));
             }
-            // A delete of something that was never committed is noise.
-            out.retain(|k, v| v.is_some() || c.has(k.scope, &k.instance, &k.player, &k.key));
         }
         // Unordered: keys are unique, so the order cannot change what a
         // store ends up holding, and sorting was a visible cost.
-        out.into_iter().collect()
+        out
     }
 }
 
