@@ -764,9 +764,11 @@ pub(crate) fn apply(c: &mut Committed, writes: &[(StateKey, Option<StateValue>)]
 /// A lifecycle span that has ended: its state can go.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Ended {
-    /// One player's life `"{session}#{life}"` (the instance string is shared
-    /// by every player on their life with that number).
-    Life(Str, Str),
+    /// One player's life: (player, session, life); its instance is
+    /// `"{session}#{life}"`, shared by every player on their life with that
+    /// number. Kept as parts: formatting it for every death was a visible
+    /// cost of each batch.
+    Life(Str, Str, u32),
     /// A match and all its rounds.
     Match(Str),
     /// Rounds of a match numbered below `round` (a later round started).
@@ -776,7 +778,8 @@ pub(crate) enum Ended {
 /// The lifecycle spans that ended in a batch, indexed for O(1) checks.
 #[derive(Debug, Default)]
 pub(crate) struct EndedSet {
-    lives: FxMap<Str, Vec<Str>>,
+    /// Ended lives: session → life number → players.
+    lives: FxMap<Str, FxMap<u32, Vec<Str>>>,
     matches: FxSet<Str>,
     rounds_before: FxMap<Str, u32>,
 }
@@ -786,8 +789,8 @@ impl EndedSet {
         let mut s = EndedSet::default();
         for e in ended {
             match e {
-                Ended::Life(p, inst) => {
-                    let players = s.lives.entry(inst).or_default();
+                Ended::Life(p, session, life) => {
+                    let players = s.lives.entry(session).or_default().entry(life).or_default();
                     if !players.contains(&p) {
                         players.push(p);
                     }
@@ -808,9 +811,15 @@ impl EndedSet {
         self.lives.is_empty() && self.matches.is_empty() && self.rounds_before.is_empty()
     }
 
+    /// Players whose life `inst` (`"{session}#{life}"`) ended.
+    fn life(&self, inst: &str) -> Option<&Vec<Str>> {
+        let (session, life) = inst.rsplit_once('#')?;
+        self.lives.get(session)?.get(&life.parse::<u32>().ok()?)
+    }
+
     fn covers_instance(&self, scope: Scope, inst: &str) -> bool {
         match scope {
-            Scope::Life => self.lives.contains_key(inst),
+            Scope::Life => self.life(inst).is_some(),
             Scope::Match => self.matches.contains(inst),
             Scope::Round => match inst.rsplit_once('#') {
                 Some((m, r)) => {
@@ -829,8 +838,7 @@ impl EndedSet {
     fn covers(&self, scope: Scope, inst: &str, player: &str) -> bool {
         match scope {
             Scope::Life => self
-                .lives
-                .get(inst)
+                .life(inst)
                 .is_some_and(|ps| ps.iter().any(|p| &**p == player)),
             _ => self.covers_instance(scope, inst),
         }
@@ -873,12 +881,12 @@ impl EventInfo {
 /// dropping it cannot change what a pack reads.
 #[derive(Debug, Default)]
 pub(crate) struct LifeBook {
-    lives: HashMap<(Str, Str), (u32, bool)>,
+    lives: FxMap<(Str, Str), (u32, bool)>,
 }
 
 impl LifeBook {
     fn upcoming(&self, session: &Str, guid: &Str) -> u32 {
-        match self.lives.get(&(session.clone(), guid.clone())) {
+        match self.lives.get(&(&**session, &**guid) as &dyn PairKey) {
             Some(&(life, true)) => life,
             Some(&(life, false)) => life + 1,
             None => 1,
@@ -967,26 +975,17 @@ fn ended_list(events: &[EventInfo]) -> Vec<Ended> {
             && ev.kind.starts_life()
             && *life > 1
         {
-            out.push(Ended::Life(
-                g.clone(),
-                Arc::from(format!("{}#{}", ev.session, life - 1)),
-            ));
+            out.push(Ended::Life(g.clone(), ev.session.clone(), life - 1));
         }
         if let Some((g, life)) = &ev.actor
             && actor_dies(ev)
         {
-            out.push(Ended::Life(
-                g.clone(),
-                Arc::from(format!("{}#{}", ev.session, life)),
-            ));
+            out.push(Ended::Life(g.clone(), ev.session.clone(), *life));
         }
         if let Some((g, life)) = &ev.target
             && ev.kind.ends_life()
         {
-            out.push(Ended::Life(
-                g.clone(),
-                Arc::from(format!("{}#{}", ev.session, life)),
-            ));
+            out.push(Ended::Life(g.clone(), ev.session.clone(), *life));
         }
         match ev.kind {
             EventKind::MatchEnd | EventKind::GameEnd if !ev.match_id.is_empty() => {
@@ -1149,7 +1148,7 @@ mod tests {
             &c,
             &pack(),
             &EndedSet::new(vec![
-                Ended::Life(Arc::from("a"), Arc::from("sess#1")),
+                Ended::Life(Arc::from("a"), Arc::from("sess"), 1),
                 Ended::RoundsBefore(Arc::from("m1"), 2),
             ]),
         );
@@ -1222,10 +1221,10 @@ mod tests {
         assert_eq!(
             ended,
             vec![
-                Ended::Life(Arc::from("b"), Arc::from("S#7")),
-                Ended::Life(Arc::from("c"), Arc::from("S#2")),
+                Ended::Life(Arc::from("b"), Arc::from("S"), 7),
+                Ended::Life(Arc::from("c"), Arc::from("S"), 2),
                 Ended::RoundsBefore(Arc::from("M"), 2),
-                Ended::Life(Arc::from("a"), Arc::from("S#3")),
+                Ended::Life(Arc::from("a"), Arc::from("S"), 3),
                 Ended::Match(Arc::from("M")),
             ]
         );
