@@ -26,7 +26,14 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm", "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "wasm",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (package, _) in &packs {
         cmd.args(["-p", package]);
@@ -52,10 +59,15 @@ fn main() {
     let mut code = String::from("pub const BUNDLED_PACKS: &[(&str, &[u8])] = &[\n");
     for (package, _) in &packs {
         let file = package.replace('-', "_");
-        let wasm = target_dir.join("wasm32-wasip2/wasm").join(format!("{file}.wasm"));
+        let wasm = target_dir
+            .join("wasm32-wasip2/wasm")
+            .join(format!("{file}.wasm"));
         assert!(wasm.exists(), "missing {}", wasm.display());
         let name = package.strip_prefix("opm-pack-").unwrap_or(package);
-        code.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", wasm.display().to_string()));
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            wasm.display().to_string()
+        ));
     }
     code.push_str("];\n");
     std::fs::write(&out, code).unwrap();
@@ -72,9 +84,11 @@ fn bundled_pack_dirs(plugins: &Path) -> Vec<(String, PathBuf)> {
         let Ok(text) = std::fs::read_to_string(&manifest) else {
             continue;
         };
-        let name = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("name = ").map(|v| v.trim_matches('"').to_string()));
+        let name = text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("name = ")
+                .map(|v| v.trim_matches('"').to_string())
+        });
         if let Some(name) = name {
             packs.push((name, entry.path()));
         }

@@ -24,7 +24,9 @@ pub fn install(dir: &Path) -> std::io::Result<Vec<&'static str>> {
         let path = dir.join(format!("{name}.wasm"));
         let marker = dir.join(format!(".{name}{MARKER_SUFFIX}"));
         let ours = hex::encode(Sha256::digest(bytes));
-        let current = std::fs::read(&path).ok().map(|b| hex::encode(Sha256::digest(&b)));
+        let current = std::fs::read(&path)
+            .ok()
+            .map(|b| hex::encode(Sha256::digest(&b)));
         let last_written = std::fs::read_to_string(&marker).ok();
         let replace = match &current {
             None => true,
@@ -52,7 +54,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = install(dir.path()).unwrap();
         assert_eq!(first.len(), BUNDLED_PACKS.len());
-        assert!(install(dir.path()).unwrap().is_empty(), "second install rewrites nothing");
+        assert!(
+            install(dir.path()).unwrap().is_empty(),
+            "second install rewrites nothing"
+        );
         if let Some((name, _)) = BUNDLED_PACKS.first() {
             let path = dir.path().join(format!("{name}.wasm"));
             std::fs::write(&path, b"admin's own build").unwrap();
