@@ -426,6 +426,38 @@ impl CallCtx {
             state::Scope::Round => Scope::Round,
             state::Scope::Life => Scope::Life,
         };
+        let ev = &self.events[full];
+        // Instances that do not depend on the player are keyed by the
+        // address of their string (the events Arc keeps it alive for the
+        // call): a pointer hash instead of a string hash, once per string.
+        let shared = match scope {
+            Scope::Lifetime => Some(0),
+            Scope::Session => Some(Arc::as_ptr(&ev.session) as *const u8 as usize),
+            Scope::Match => Some(Arc::as_ptr(&ev.match_id) as *const u8 as usize),
+            Scope::Round | Scope::Life => None,
+        };
+        if let Some(ptr) = shared {
+            let k = (ptr, 0, 2 + scope as u8);
+            let inst = match self.formatted.get(&k) {
+                Some(&i) => i,
+                None => {
+                    let s = match scope {
+                        Scope::Session => ev.session.clone(),
+                        Scope::Match => ev.match_id.clone(),
+                        _ => opm_model::event::empty(),
+                    };
+                    let i = self.txn.insts.id(&s);
+                    self.formatted.insert(k, i);
+                    i
+                }
+            };
+            return Ok(Id {
+                scope,
+                inst,
+                player: player_id(&mut self.players, &mut self.txn, player, guid),
+                key: self.txn.keys.id_of(key),
+            });
+        }
         let who = if scope == Scope::Life {
             player
         } else {
@@ -477,20 +509,24 @@ impl CallCtx {
                 i
             }
         };
-        let p = match self.players[player as usize] {
-            u32::MAX => {
-                let p = self.txn.players.id(guid);
-                self.players[player as usize] = p;
-                p
-            }
-            p => p,
-        };
         Ok(Id {
             scope,
             inst,
-            player: p,
+            player: player_id(&mut self.players, &mut self.txn, player, guid),
             key: self.txn.keys.id_of(key),
         })
+    }
+}
+
+/// The transaction's id for batch player `player`, interned on first use.
+fn player_id(ids: &mut [u32], txn: &mut Txn, player: u32, guid: &Str) -> u32 {
+    match ids[player as usize] {
+        u32::MAX => {
+            let p = txn.players.id(guid);
+            ids[player as usize] = p;
+            p
+        }
+        p => p,
     }
 }
 
