@@ -148,6 +148,9 @@ impl Eq for dyn PairKey + '_ {}
 pub(crate) struct Committed {
     inst: FxMap<(Scope, Str), FxMap<(Str, Str), StateValue>>,
     per_player: FxMap<Str, usize>,
+    /// Bumped by every `apply`: a transaction may reuse a committed value
+    /// it read while this has not moved.
+    generation: u64,
 }
 
 impl Committed {
@@ -263,7 +266,14 @@ enum Pending {
     /// `put` sets `base`; `add` accumulates `delta`. Counters commit as
     /// `base or committed + delta`, so concurrent batches of one pack on
     /// different workers never lose an increment.
-    Counter { base: Option<i64>, delta: i64 },
+    /// `seen` is the committed counter read at `Committed::generation`
+    /// (for `base: None`), so repeated adds skip the committed lookup while
+    /// nothing was committed in between.
+    Counter {
+        base: Option<i64>,
+        delta: i64,
+        seen: Option<(u64, i64)>,
+    },
     /// Empty deletes.
     Blob(Vec<u8>),
     /// Members this batch added that were not committed when it added them.
@@ -431,10 +441,11 @@ impl Txn {
             Some(Pending::Counter {
                 base: Some(base),
                 delta,
+                ..
             }) => base.wrapping_add(*delta),
-            Some(Pending::Counter { base: None, delta }) => {
-                counter(self.committed(c, id)).wrapping_add(*delta)
-            }
+            Some(Pending::Counter {
+                base: None, delta, ..
+            }) => counter(self.committed(c, id)).wrapping_add(*delta),
             Some(_) => 0,
             None => counter(self.committed(c, id)),
         }
@@ -462,24 +473,33 @@ impl Txn {
         // The hot path: one transaction lookup, at most one committed lookup.
         if let Some(p) = self.writes.get_mut(&id) {
             match p {
-                Pending::Counter { base, delta: d } => {
+                Pending::Counter {
+                    base,
+                    delta: d,
+                    seen,
+                } => {
                     *d = d.wrapping_add(delta);
-                    let (base, d) = (*base, *d);
-                    let base = match base {
-                        Some(b) => b,
-                        None => counter(c.get(
-                            id.scope,
-                            self.insts.get(id.inst),
-                            self.players.get(id.player),
-                            self.keys.get(id.key),
-                        )),
+                    let base = match (*base, *seen) {
+                        (Some(b), _) => b,
+                        (None, Some((g, v))) if g == c.generation => v,
+                        (None, _) => {
+                            let v = counter(c.get(
+                                id.scope,
+                                self.insts.get(id.inst),
+                                self.players.get(id.player),
+                                self.keys.get(id.key),
+                            ));
+                            *seen = Some((c.generation, v));
+                            v
+                        }
                     };
-                    return Ok(base.wrapping_add(d));
+                    return Ok(base.wrapping_add(*d));
                 }
                 other => {
                     *other = Pending::Counter {
                         base: Some(0),
                         delta,
+                        seen: None,
                     };
                     return Ok(delta);
                 }
@@ -490,8 +510,14 @@ impl Txn {
             self.claim_key(c, id.player, lim)?;
         }
         let committed = counter(current);
-        self.writes
-            .insert(id, Pending::Counter { base: None, delta });
+        self.writes.insert(
+            id,
+            Pending::Counter {
+                base: None,
+                delta,
+                seen: Some((c.generation, committed)),
+            },
+        );
         Ok(committed.wrapping_add(delta))
     }
 
@@ -520,6 +546,7 @@ impl Txn {
             Pending::Counter {
                 base: Some(value),
                 delta: 0,
+                seen: None,
             },
         );
         Ok(())
@@ -676,7 +703,7 @@ impl Txn {
             let key = self.keys.get(id.key);
             let current = c.get(scope, inst, player, key);
             let value = match p {
-                Pending::Counter { base, delta } => {
+                Pending::Counter { base, delta, .. } => {
                     let committed = match current {
                         Some(StateValue::Counter(v)) => *v,
                         _ => 0,
@@ -750,6 +777,7 @@ impl Txn {
 
 /// Applies resolved writes to the in-memory committed state.
 pub(crate) fn apply(c: &mut Committed, writes: &[(StateKey, Option<StateValue>)]) {
+    c.generation = c.generation.wrapping_add(1);
     for (k, v) in writes {
         c.set(
             k.scope,
