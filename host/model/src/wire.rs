@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize as _;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -42,10 +43,11 @@ pub enum EventError {
     BadField { field: String, reason: String },
 }
 
-/// One item of a body: the decoded object and its original text.
+/// One item of a body: its fields as text (nested participant blocks
+/// already flattened) and its original text.
 #[derive(Debug, Clone)]
 pub struct RawItem {
-    pub object: Map<String, Value>,
+    fields: Vec<(String, Option<String>)>,
     pub text: Str,
 }
 
@@ -74,10 +76,10 @@ pub fn split_body(body: &[u8]) -> Result<Vec<Result<RawItem, EventError>>, BodyE
     }
     // A pretty-printed single object is one JSON value spanning lines.
     if text.starts_with('{')
-        && let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text)
+        && let Ok(flat) = serde_json::from_str::<FlatObject>(text)
     {
         return Ok(vec![Ok(RawItem {
-            object,
+            fields: flat.0,
             text: Arc::from(text),
         })]);
     }
@@ -107,24 +109,153 @@ fn split_array(text: &str) -> Result<Vec<Result<RawItem, EventError>>, BodyError
 }
 
 fn parse_object_text(text: &str) -> Result<RawItem, EventError> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(object)) => Ok(RawItem {
-            object,
+    match serde_json::from_str::<FlatObject>(text) {
+        Ok(flat) => Ok(RawItem {
+            fields: flat.0,
             text: Arc::from(text),
         }),
-        Ok(other) => Err(EventError::NotObject(truncate(&other.to_string()))),
-        Err(e) => Err(EventError::InvalidJson(e.to_string())),
+        // Off the hot path: say precisely what was wrong.
+        Err(_) => match serde_json::from_str::<Value>(text) {
+            Ok(other) => Err(EventError::NotObject(truncate(&other.to_string()))),
+            Err(e) => Err(EventError::InvalidJson(e.to_string())),
+        },
     }
 }
 
 fn parse_urlencoded(line: &str) -> RawItem {
-    let mut object = Map::new();
+    let mut fields = Vec::new();
     for (k, v) in form_urlencoded::parse(line.as_bytes()) {
-        object.insert(k.into_owned(), Value::String(v.into_owned()));
+        upsert(&mut fields, k.into_owned(), Some(v.into_owned()));
     }
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
     RawItem {
-        object,
+        fields,
         text: Arc::from(line),
+    }
+}
+
+/// Sets a field, the later occurrence of a key winning (as JSON objects
+/// decode).
+fn upsert<V>(fields: &mut Vec<(String, V)>, key: String, value: V) {
+    match fields.iter_mut().find(|(k, _)| *k == key) {
+        Some(slot) => slot.1 = value,
+        None => fields.push((key, value)),
+    }
+}
+
+/// A wire object parsed straight into flattened text fields, without an
+/// intermediate `Value` tree: this runs for every event ingested. Keys are
+/// in sorted order with the last duplicate winning, and nested
+/// participant blocks (`{"attacker":{"guid":…}}`) become `attacker_guid`
+/// at their parent's place, which upstream silently lost.
+struct FlatObject(Vec<(String, Option<String>)>);
+
+/// One top-level value: scalar text (None for null), or a participant
+/// block's own fields.
+enum FlatValue {
+    Text(Option<String>),
+    Block(Vec<(String, Option<String>)>),
+}
+
+impl<'de> serde::Deserialize<'de> for FlatObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+            type Value = FlatObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FlatObject, A::Error> {
+                let mut top: Vec<(String, FlatValue)> = Vec::new();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let value = if is_participant_prefix(&key) {
+                        map.next_value_seed(FieldSeed { block: true })?
+                    } else {
+                        map.next_value_seed(FieldSeed { block: false })?
+                    };
+                    upsert(&mut top, key.into_owned(), value);
+                }
+                top.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut fields = Vec::with_capacity(top.len() + 8);
+                for (k, v) in top {
+                    match v {
+                        FlatValue::Text(Some(t)) => fields.push((k, Some(t))),
+                        FlatValue::Text(None) => {}
+                        FlatValue::Block(inner) => fields.extend(
+                            inner
+                                .into_iter()
+                                .filter(|(_, v)| v.is_some())
+                                .map(|(ik, iv)| (format!("{k}_{ik}"), iv)),
+                        ),
+                    }
+                }
+                Ok(FlatObject(fields))
+            }
+        }
+        d.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// Reads one value as text the way `scalar_text` renders a `Value`;
+/// `block` turns an object into a participant block.
+struct FieldSeed {
+    block: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldSeed {
+    type Value = FlatValue;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<FlatValue, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldSeed {
+    type Value = FlatValue;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<FlatValue, E> {
+        Ok(FlatValue::Text(Some(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<FlatValue, E> {
+        Ok(FlatValue::Text(Some(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<FlatValue, E> {
+        Ok(FlatValue::Text(Some(v.to_string())))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<FlatValue, E> {
+        Ok(FlatValue::Text(Some(v.to_string())))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<FlatValue, E> {
+        Ok(FlatValue::Text(Some(v.to_string())))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<FlatValue, E> {
+        // serde_json's own rendering ("1.0", not "1").
+        Ok(FlatValue::Text(Some(
+            serde_json::Number::from_f64(v).map_or_else(|| "null".into(), |n| n.to_string()),
+        )))
+    }
+    fn visit_unit<E>(self) -> Result<FlatValue, E> {
+        Ok(FlatValue::Text(None))
+    }
+    fn visit_none<E>(self) -> Result<FlatValue, E> {
+        Ok(FlatValue::Text(None))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<FlatValue, A::Error> {
+        let v = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(FlatValue::Text(Some(v.to_string())))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<FlatValue, A::Error> {
+        let v = Map::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        if !self.block {
+            return Ok(FlatValue::Text(Some(Value::Object(v).to_string())));
+        }
+        Ok(FlatValue::Block(
+            v.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect(),
+        ))
     }
 }
 
@@ -153,8 +284,10 @@ pub struct DecodeContext {
 const SECRET_FIELDS: &[&str] = &["server_token", "token", "auth_token"];
 
 /// Normalises one wire object into the canonical event.
-pub fn normalise(item: &RawItem, ctx: &DecodeContext) -> Result<Event, EventError> {
-    let mut fields = Fields::flatten(&item.object)?;
+pub fn normalise(item: RawItem, ctx: &DecodeContext) -> Result<Event, EventError> {
+    let mut fields = Fields {
+        entries: item.fields,
+    };
     let type_name = fields
         .take_str(&["type", "event_type", "event"])
         .filter(|t| !t.trim().is_empty())
@@ -433,29 +566,6 @@ struct Fields {
 }
 
 impl Fields {
-    fn flatten(object: &Map<String, Value>) -> Result<Fields, EventError> {
-        let mut entries = Vec::with_capacity(object.len());
-        for (k, v) in object {
-            match v {
-                // Nested participant blocks ({"attacker":{"guid":…}}) are
-                // flattened to attacker_guid, which upstream silently lost.
-                Value::Object(inner) if is_participant_prefix(k) => {
-                    for (ik, iv) in inner {
-                        if let Some(s) = scalar_text(iv) {
-                            entries.push((format!("{k}_{ik}"), Some(s)));
-                        }
-                    }
-                }
-                other => {
-                    if let Some(s) = scalar_text(other) {
-                        entries.push((k.clone(), Some(s)));
-                    }
-                }
-            }
-        }
-        Ok(Fields { entries })
-    }
-
     fn take_str(&mut self, keys: &[&str]) -> Option<String> {
         for key in keys.iter().filter(|k| !k.is_empty()) {
             if let Some(entry) = self
@@ -527,7 +637,7 @@ pub struct Decoded {
 pub fn decode_body(body: &[u8], ctx: &DecodeContext) -> Result<Decoded, BodyError> {
     let mut out = Decoded::default();
     for (index, item) in split_body(body)?.into_iter().enumerate() {
-        match item.and_then(|item| normalise(&item, ctx)) {
+        match item.and_then(|item| normalise(item, ctx)) {
             Ok(ev) => out.events.push(ev),
             Err(e) => out.errors.push((index, e)),
         }
@@ -655,5 +765,87 @@ mod tests {
     #[test]
     fn colour_codes() {
         assert_eq!(strip_colour_codes("^1Red^7Name^"), "RedName^");
+    }
+
+    /// The reference: parse into a `Value` tree, then flatten it (what the
+    /// streaming parser replaced).
+    fn flatten_via_value(text: &str) -> Option<Vec<(String, Option<String>)>> {
+        let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text) else {
+            return None;
+        };
+        let mut entries = Vec::new();
+        for (k, v) in &object {
+            match v {
+                Value::Object(inner) if is_participant_prefix(k) => {
+                    for (ik, iv) in inner {
+                        if let Some(s) = scalar_text(iv) {
+                            entries.push((format!("{k}_{ik}"), Some(s)));
+                        }
+                    }
+                }
+                other => {
+                    if let Some(s) = scalar_text(other) {
+                        entries.push((k.clone(), Some(s)));
+                    }
+                }
+            }
+        }
+        Some(entries)
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            Just(Value::from(1.0)),
+            "[a-z_0-9 ^\\\"é]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (prop_oneof![Just("guid".to_string()), "[a-z]{1,4}"], inner),
+                    0..4
+                )
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The streaming parser gives exactly the fields the `Value` route
+        /// gives: same keys, order, duplicates resolution and renderings.
+        #[test]
+        fn streaming_flatten_equals_value_flatten(
+            entries in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("attacker".to_string()),
+                        proptest::strategy::Just("attacker_guid".to_string()),
+                        proptest::strategy::Just("victim".to_string()),
+                        proptest::strategy::Just("type".to_string()),
+                        "[a-z_]{1,6}",
+                    ],
+                    json_value(),
+                ),
+                0..10,
+            )
+        ) {
+            // Written by hand so duplicate keys reach the parser.
+            let body = format!(
+                "{{{}}}",
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), v))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let streamed = serde_json::from_str::<FlatObject>(&body).unwrap().0;
+            proptest::prop_assert_eq!(Some(streamed), flatten_via_value(&body));
+        }
     }
 }
