@@ -69,6 +69,7 @@ fn recordings_are_deterministic_and_import_completely() {
         dir.path().join("a.jsonl").to_str().unwrap(),
         "--data-dir",
         data.to_str().unwrap(),
+        "--export-events",
     ]);
     assert_eq!(out.trim(), format!("imported {sent} events, rejected 0"));
     let events =

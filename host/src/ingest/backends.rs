@@ -22,7 +22,7 @@ use crate::ingest::servers::{DirectoryError, ServerDirectory, ServerRecord, Serv
 
 /// Runs a future to completion from a thread outside the runtime's async
 /// workers (pipeline workers, the checkpointer, `spawn_blocking`).
-fn block<T>(handle: &Handle, f: impl std::future::Future<Output = T>) -> T {
+pub(crate) fn block<T>(handle: &Handle, f: impl std::future::Future<Output = T>) -> T {
     match Handle::try_current() {
         // On a multi-thread runtime worker: let the runtime move its other
         // tasks off this thread while it blocks.
@@ -266,7 +266,10 @@ pub async fn open(
     let writer = stores.batch_writer(opm_store::analytics::writer::WriterConfig::from_env());
     let sinks: Vec<Arc<dyn EventSink>> = vec![
         Arc::new(AnalyticsSink::new(writer, Handle::current())),
-        Arc::new(LiveSink::new(stores.live.clone(), Handle::current())),
+        Arc::new(crate::ingest::live::LiveSink::new(
+            stores.live.clone(),
+            Handle::current(),
+        )),
     ];
     let mut plugin_host = None;
     if let Some(dir) = plugins_dir.filter(|d| d.is_dir()) {
@@ -299,194 +302,4 @@ pub async fn open(
         plugins,
         plugin_host,
     })
-}
-
-/// Live state for the read API: kill feed, running matches' scoreboards,
-/// server heartbeats and unlock notifications. Disposable by design (the
-/// live store is a cache), so a failed write is logged and never holds up
-/// the pipeline, and nothing here needs flushing for the checkpoint.
-pub struct LiveSink {
-    live: Arc<dyn opm_store::live::LiveStore>,
-    handle: Handle,
-    matches: parking_lot::Mutex<HashMap<opm_model::Str, serde_json::Value>>,
-}
-
-/// How long a server counts as online after its last event.
-const ONLINE_TTL: std::time::Duration = std::time::Duration::from_secs(120);
-
-fn player_json(p: &opm_model::Participant) -> serde_json::Value {
-    serde_json::json!({"guid": &*p.guid, "name": &*p.name, "team": p.team.as_str()})
-}
-
-impl LiveSink {
-    pub fn new(live: Arc<dyn opm_store::live::LiveStore>, handle: Handle) -> LiveSink {
-        LiveSink {
-            live,
-            handle,
-            matches: parking_lot::Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Updates the scoreboards the batch touched; returns (matches to put,
-    /// matches that ended).
-    fn scoreboards(&self, events: &[Event]) -> (Vec<(String, serde_json::Value)>, Vec<String>) {
-        use opm_model::EventKind;
-        let mut matches = self.matches.lock();
-        let mut touched: Vec<opm_model::Str> = Vec::new();
-        let mut ended = Vec::new();
-        for ev in events {
-            if ev.match_id.is_empty() {
-                continue;
-            }
-            let m = matches.entry(ev.match_id.clone()).or_insert_with(|| {
-                serde_json::json!({"match_id": &*ev.match_id, "server_id": &*ev.server,
-                    "started_ms": ev.time_ms, "players": {}, "allies_kills": 0, "axis_kills": 0})
-            });
-            m["map_name"] = serde_json::json!(&*ev.map);
-            m["gametype"] = serde_json::json!(&*ev.game_mode);
-            m["round"] = serde_json::json!(ev.round);
-            m["updated_ms"] = serde_json::json!(ev.time_ms);
-            for p in [&ev.actor, &ev.target].into_iter().flatten() {
-                let entry = &mut m["players"][&*p.guid];
-                if entry.is_null() {
-                    *entry = serde_json::json!({"kills": 0, "deaths": 0});
-                }
-                entry["name"] = serde_json::json!(&*p.name);
-                entry["team"] = serde_json::json!(p.team.as_str());
-            }
-            if ev.kind.is_kill()
-                && let (Some(a), Some(t)) = (&ev.actor, &ev.target)
-            {
-                if a.guid != t.guid {
-                    let k = &mut m["players"][&*a.guid]["kills"];
-                    *k = serde_json::json!(k.as_u64().unwrap_or(0) + 1);
-                    let side = match a.team {
-                        opm_model::Team::Allies => Some("allies_kills"),
-                        opm_model::Team::Axis => Some("axis_kills"),
-                        _ => None,
-                    };
-                    if let Some(side) = side {
-                        m[side] = serde_json::json!(m[side].as_u64().unwrap_or(0) + 1);
-                    }
-                }
-                let d = &mut m["players"][&*t.guid]["deaths"];
-                *d = serde_json::json!(d.as_u64().unwrap_or(0) + 1);
-            }
-            if matches!(ev.kind, EventKind::MatchEnd | EventKind::GameEnd) {
-                matches.remove(&ev.match_id);
-                touched.retain(|t| *t != ev.match_id);
-                ended.push(ev.match_id.to_string());
-            } else if !touched.contains(&ev.match_id) {
-                touched.push(ev.match_id.clone());
-            }
-        }
-        let put = touched
-            .iter()
-            .filter_map(|id| matches.get(id).map(|v| (id.to_string(), v.clone())))
-            .collect();
-        (put, ended)
-    }
-}
-
-impl EventSink for LiveSink {
-    fn name(&self) -> &str {
-        "live"
-    }
-
-    fn write(&self, events: &[Event], outcomes: &[Outcome]) -> Result<(), SinkError> {
-        let (put, ended) = self.scoreboards(events);
-        let live = &self.live;
-        let mut servers: HashMap<&str, &Event> = HashMap::new();
-        for ev in events {
-            servers.insert(&ev.server, ev);
-        }
-        let result: Result<(), StoreError> = block(&self.handle, async {
-            for ev in events.iter().filter(|e| e.kind.is_kill()) {
-                let kill = serde_json::json!({
-                    "event_id": ev.id, "time_ms": ev.time_ms, "match_id": &*ev.match_id,
-                    "attacker": ev.actor.as_ref().map(player_json),
-                    "victim": ev.target.as_ref().map(player_json),
-                    "weapon": &*ev.weapon, "hit_location": &*ev.hit_location,
-                    "means_of_death": &*ev.means_of_death, "headshot": ev.is_headshot(),
-                    "first_blood": ev.extra("first_blood").is_some(),
-                });
-                live.push_kill(&ev.server, &kill).await?;
-            }
-            for (id, state) in &put {
-                live.put_match(id, state).await?;
-            }
-            for id in &ended {
-                live.end_match(id).await?;
-            }
-            for (server, last) in &servers {
-                let status = serde_json::json!({"server_id": server, "match_id": &*last.match_id,
-                    "map_name": &*last.map, "gametype": &*last.game_mode, "last_event_ms": last.time_ms});
-                live.heartbeat(server, &status, ONLINE_TTL).await?;
-            }
-            for o in outcomes {
-                if o.kind == opm_model::plugin::OutcomeKind::Unlock {
-                    let server = events
-                        .iter()
-                        .find(|e| e.id == o.event_id)
-                        .map(|e| e.server.to_string())
-                        .unwrap_or_default();
-                    let notice = opm_store::live::UnlockNotice {
-                        player: o.player.to_string(),
-                        code: o.code.to_string(),
-                        pack: o.pack.to_string(),
-                        match_id: o.match_id.to_string(),
-                        server,
-                        time_ms: o.time_ms,
-                    };
-                    live.publish_unlock(&notice).await?;
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "live store write skipped");
-        }
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use opm_model::{EventKind, Participant, Team};
-
-    #[test]
-    fn live_sink_feeds_kills_scoreboards_and_heartbeats() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let live: Arc<dyn opm_store::live::LiveStore> =
-            Arc::new(opm_store::live::memory::MemoryLive::new());
-        let sink = LiveSink::new(live.clone(), rt.handle().clone());
-        let mut kill = Event::new(EventKind::PlayerKill);
-        kill.id = 1024;
-        kill.server = "srv".into();
-        kill.match_id = "m1".into();
-        kill.weapon = "Kar98".into();
-        let mut a = Participant::new("a");
-        a.team = Team::Axis;
-        kill.actor = Some(a);
-        kill.target = Some(Participant::new("b"));
-        sink.write(std::slice::from_ref(&kill), &[]).unwrap();
-        let feed = rt.block_on(live.kill_feed("srv", 10)).unwrap();
-        assert_eq!(feed[0]["weapon"], "Kar98");
-        assert_eq!(feed[0]["attacker"]["guid"], "a");
-        let m = rt.block_on(live.live_match("m1")).unwrap().unwrap();
-        assert_eq!(m["players"]["a"]["kills"], 1);
-        assert_eq!(m["players"]["b"]["deaths"], 1);
-        assert_eq!(m["axis_kills"], 1);
-        assert!(rt.block_on(live.server_status("srv")).unwrap().is_some());
-        let mut end = Event::new(EventKind::MatchEnd);
-        end.server = "srv".into();
-        end.match_id = "m1".into();
-        sink.write(&[end], &[]).unwrap();
-        assert!(rt.block_on(live.live_match("m1")).unwrap().is_none());
-    }
 }

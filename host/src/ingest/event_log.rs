@@ -1,9 +1,10 @@
-//! The embedded event log: normalised events (and outcomes) appended as
-//! JSON lines under `<data-dir>/events/`.
+//! The event export (`--export-events`): normalised events (and outcomes)
+//! appended as JSON lines under `<data-dir>/events/`.
 //!
-//! It is the pipeline's durable event store until the analytics store is
-//! wired in, and stays useful afterwards as an export and for golden tests.
-//! Idempotent the way the analytics store is: it remembers per server the
+//! A plain-text copy of exactly what the pipeline processed, for debugging
+//! and for tests that check the stream field by field. Off by default: the
+//! analytics store already keeps every event, and this copy has no
+//! retention. Idempotent the way the analytics store is: it remembers per server the
 //! highest event id it holds and writes only events above it, so a journal
 //! replay after a crash never stores an event twice.
 

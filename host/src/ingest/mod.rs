@@ -11,19 +11,21 @@
 //! * [`journal`]: the write-ahead journal and its checkpoint;
 //! * [`queue`]: admission to the bounded queue (load shedding);
 //! * [`pipeline`]: workers, stage traits, checkpoint tracking;
-//! * [`event_log`]: the embedded JSONL event store;
+//! * [`event_log`]: the optional JSONL export of the processed stream;
+//! * [`live`]: kill feed, scoreboards and heartbeats for the read API;
 //! * [`routes`]: the HTTP endpoints; [`mqtt`]: the MQTT consumer.
 
 pub mod backends;
 pub mod event_log;
 pub mod journal;
+pub mod live;
 pub mod mqtt;
 pub mod pipeline;
 pub mod queue;
 pub mod routes;
 pub mod servers;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +54,11 @@ pub struct IngestConfig {
     /// Pipeline worker threads (default: one per core).
     #[arg(long, env = "OPM_WORKERS")]
     pub workers: Option<usize>,
+    /// Also append every normalised event and outcome as JSON lines under
+    /// `DATA_DIR/events/` (an export for debugging and tests; it is a second
+    /// full copy of the stream with no retention, so it is off by default).
+    #[arg(long, env = "OPM_EXPORT_EVENTS")]
+    pub export_events: bool,
     /// Who may register: `open` (anyone, the quick start) or `approval`
     /// (new servers wait for an admin).
     #[arg(long, env = "OPM_REGISTRATION", value_enum, default_value = "open")]
@@ -78,6 +85,7 @@ impl IngestConfig {
             durability: Durability::Fsync,
             queue_capacity: 50_000,
             workers: None,
+            export_events: false,
             registration: RegistrationPolicy::Open,
             admin_token: None,
             mqtt_url: None,
@@ -156,7 +164,6 @@ struct Inner {
     journal: JournalHandle,
     pipeline: Arc<Pipeline>,
     admission: Arc<Admission>,
-    event_log: PathBuf,
     config: IngestConfig,
 }
 
@@ -178,9 +185,10 @@ impl Ingest {
             None => Arc::new(FileDirectory::open(data_dir.join("servers.json"))?),
         };
         let servers = Servers::new(directory, config.registration, config.admin_token.clone());
-        let event_log = Arc::new(EventLog::open(data_dir.join("events"))?);
-        let event_log_path = event_log.path().to_path_buf();
-        sinks.insert(0, event_log);
+        if config.export_events {
+            let event_log = Arc::new(EventLog::open(data_dir.join("events"))?);
+            sinks.insert(0, event_log);
+        }
 
         let (journal, recovery) = Journal::open(JournalConfig::new(
             data_dir.join("journal"),
@@ -227,7 +235,6 @@ impl Ingest {
                 journal,
                 pipeline,
                 admission,
-                event_log: event_log_path,
                 config,
             }),
         })
@@ -246,9 +253,6 @@ impl Ingest {
     }
 
     /// Path of the embedded event log.
-    pub fn event_log_path(&self) -> &Path {
-        &self.inner.event_log
-    }
 
     /// Decodes a body for an authenticated server.
     pub fn decode(&self, server_id: &str, body: &[u8]) -> Result<DecodedBatch, BodyError> {

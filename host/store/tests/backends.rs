@@ -793,6 +793,57 @@ async fn relational_contract() {
         );
         assert_eq!(r.recent_unlocks(1).await.unwrap()[0].player, "g1");
 
+        // One commit touching the same key, unlock and progress row several
+        // times (multi-row statements): applied as if one by one.
+        let state = b.stores.state_store(tokio::runtime::Handle::current());
+        let at = |event_id, kind| Outcome {
+            event_id,
+            ..outcome("KILL_1000", kind)
+        };
+        let progress = |current| OutcomeKind::Progress {
+            current,
+            target: 1000,
+        };
+        let repeated = Commit {
+            pack: "core".into(),
+            pack_version: "1.1.0".into(),
+            writes: vec![
+                (key("kills"), Some(StateValue::Counter(4))),
+                (key("gone"), Some(StateValue::Counter(1))),
+                (key("kills"), Some(StateValue::Counter(5))),
+                (key("gone"), None),
+            ],
+            outcomes: vec![
+                at(60, progress(41)),
+                at(61, progress(43)),
+                at(62, progress(43)),
+                at(63, progress(42)),
+                at(64, OutcomeKind::Unlock),
+                at(65, OutcomeKind::Unlock),
+            ],
+            positions: vec![("srv-a".into(), 65)],
+        };
+        let loaded = tokio::task::spawn_blocking(move || {
+            state.commit(&repeated).unwrap();
+            state.load_pack("core").unwrap()
+        })
+        .await
+        .unwrap();
+        let value = |k: &str| {
+            loaded
+                .iter()
+                .find(|(key, _)| &*key.key == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(value("kills"), Some(StateValue::Counter(5)), "{n}");
+        assert_eq!(value("gone"), None, "{n}");
+        let prog = r.progress_of("g5").await.unwrap();
+        let p1000 = prog.iter().find(|p| p.code == "KILL_1000").unwrap();
+        assert_eq!(p1000.current, 43, "{n}: highest progress kept");
+        let ledger = r.unlocks_of("g5").await.unwrap();
+        let u1000 = ledger.iter().find(|u| u.code == "KILL_1000").unwrap();
+        assert_eq!(u1000.event_id, 64, "{n}: first unlock kept");
+
         // plugin failures
         let f = PluginFailure {
             pack: "core".into(),

@@ -63,6 +63,8 @@ impl Server {
             .arg(&self.data_dir)
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            // The tests read the processed stream back from the export.
+            .env("OPM_EXPORT_EVENTS", "true")
             .env_remove("MQTT_URL")
             .env_remove("OPM_ADMIN_TOKEN")
             .envs(self.env.iter().map(|(k, v)| (k, v)))

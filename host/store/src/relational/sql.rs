@@ -4,7 +4,7 @@
 //! `RETURNING`, BIGINT milliseconds, and integers decoded at the width
 //! PostgreSQL declares (INTEGER as i32, BIGINT as i64).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -68,6 +68,82 @@ fn state_parts(v: &StateValue) -> (&'static str, Option<i64>, Option<Vec<u8>>) {
         StateValue::Blob(b) => ("blob", None, Some(b.clone())),
         StateValue::Set(s) => ("set", None, Some(serde_json::to_vec(s).unwrap_or_default())),
     }
+}
+
+/// Rows per multi-row statement: 8 columns × 500 stays far below both
+/// databases' bound-parameter limits.
+const MULTI_ROW: usize = 500;
+
+/// The state writes of a commit as one statement per kind would apply
+/// them: the last write of each key wins (in PostgreSQL an upsert may not
+/// touch the same row twice in one statement).
+fn last_write_per_key(
+    writes: &[(StateKey, Option<StateValue>)],
+) -> (Vec<&StateKey>, Vec<(&StateKey, &StateValue)>) {
+    let mut last: HashMap<&StateKey, usize> = HashMap::with_capacity(writes.len());
+    for (i, (key, _)) in writes.iter().enumerate() {
+        last.insert(key, i);
+    }
+    let mut deletes = Vec::new();
+    let mut upserts = Vec::new();
+    for (i, (key, value)) in writes.iter().enumerate() {
+        if last.get(key) != Some(&i) {
+            continue;
+        }
+        match value {
+            None => deletes.push(key),
+            Some(v) => upserts.push((key, v)),
+        }
+    }
+    (deletes, upserts)
+}
+
+/// A commit's outcomes as ledger and progress rows, reduced to what
+/// applying them one by one would leave: the first unlock of a player and
+/// code, and per player and code the first progress row with the highest
+/// `current` (progress only moves forward).
+fn outcome_rows(commit: &Commit, source: UnlockSource) -> (Vec<Unlock>, Vec<Progress>) {
+    let mut unlocks: Vec<Unlock> = Vec::new();
+    let mut seen_unlocks: HashSet<(&str, &str)> = HashSet::new();
+    let mut progress: Vec<Progress> = Vec::new();
+    let mut progress_at: HashMap<(&str, &str), usize> = HashMap::new();
+    for o in &commit.outcomes {
+        let id = (&*o.player, &*o.code);
+        match &o.kind {
+            OutcomeKind::Unlock => {
+                if seen_unlocks.insert(id) {
+                    unlocks.push(Unlock {
+                        player: o.player.to_string(),
+                        code: o.code.to_string(),
+                        pack: o.pack.to_string(),
+                        pack_version: o.pack_version.to_string(),
+                        unlocked_ms: o.time_ms,
+                        event_id: o.event_id,
+                        match_id: o.match_id.to_string(),
+                        source,
+                    });
+                }
+            }
+            OutcomeKind::Progress { current, target } => {
+                let row = Progress {
+                    player: o.player.to_string(),
+                    code: o.code.to_string(),
+                    current: *current,
+                    target: *target,
+                    updated_ms: o.time_ms,
+                };
+                match progress_at.get(&id) {
+                    Some(&i) if progress[i].current >= row.current => {}
+                    Some(&i) => progress[i] = row,
+                    None => {
+                        progress_at.insert(id, progress.len());
+                        progress.push(row);
+                    }
+                }
+            }
+        }
+    }
+    (unlocks, progress)
 }
 
 fn state_value(kind: &str, counter: Option<i64>, data: Option<Vec<u8>>) -> Option<StateValue> {
@@ -825,70 +901,84 @@ macro_rules! relational_impl {
             }
 
             async fn commit_pack(&self, commit: &Commit, source: UnlockSource) -> Result<(), StoreError> {
+                // Multi-row statements: a batch commits in a handful of
+                // statements instead of one round trip per key and outcome.
+                let (deletes, upserts) = last_write_per_key(&commit.writes);
+                let (unlocks, progress) = outcome_rows(commit, source);
                 let mut tx = self.pool.begin().await.map_err(Self::err)?;
-                for (key, value) in &commit.writes {
-                    match value {
-                        None => {
-                            sqlx::query(
-                                "DELETE FROM plugin_state WHERE pack = $1 AND scope = $2 AND instance = $3 AND player = $4 AND key = $5",
-                            )
-                            .bind(&*key.pack)
-                            .bind(key.scope.as_str())
-                            .bind(&*key.instance)
-                            .bind(&*key.player)
-                            .bind(&*key.key)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(Self::err)?;
-                        }
-                        Some(v) => {
-                            let (kind, counter, data) = state_parts(v);
-                            sqlx::query(
-                                "INSERT INTO plugin_state (pack, scope, instance, player, key, kind, counter, data)
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                                 ON CONFLICT (pack, scope, instance, player, key) DO UPDATE SET
-                                    kind = excluded.kind, counter = excluded.counter, data = excluded.data",
-                            )
-                            .bind(&*key.pack)
-                            .bind(key.scope.as_str())
-                            .bind(&*key.instance)
-                            .bind(&*key.player)
-                            .bind(&*key.key)
-                            .bind(kind)
-                            .bind(counter)
-                            .bind(data)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(Self::err)?;
-                        }
+                for chunk in deletes.chunks(MULTI_ROW) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "DELETE FROM plugin_state WHERE (pack, scope, instance, player, key) IN (VALUES ",
+                    );
+                    for (i, key) in chunk.iter().enumerate() {
+                        q.push(if i == 0 { "(" } else { ", (" });
+                        let mut row = q.separated(", ");
+                        row.push_bind(&*key.pack)
+                            .push_bind(key.scope.as_str())
+                            .push_bind(&*key.instance)
+                            .push_bind(&*key.player)
+                            .push_bind(&*key.key);
+                        row.push_unseparated(")");
                     }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await.map_err(Self::err)?;
                 }
-                for o in &commit.outcomes {
-                    match &o.kind {
-                        OutcomeKind::Unlock => {
-                            let u = Unlock {
-                                player: o.player.to_string(),
-                                code: o.code.to_string(),
-                                pack: o.pack.to_string(),
-                                pack_version: o.pack_version.to_string(),
-                                unlocked_ms: o.time_ms,
-                                event_id: o.event_id,
-                                match_id: o.match_id.to_string(),
-                                source,
-                            };
-                            Self::unlock_query(&u).execute(&mut *tx).await.map_err(Self::err)?;
-                        }
-                        OutcomeKind::Progress { current, target } => {
-                            let p = Progress {
-                                player: o.player.to_string(),
-                                code: o.code.to_string(),
-                                current: *current,
-                                target: *target,
-                                updated_ms: o.time_ms,
-                            };
-                            Self::progress_query(&p).execute(&mut *tx).await.map_err(Self::err)?;
-                        }
-                    }
+                for chunk in upserts.chunks(MULTI_ROW) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO plugin_state (pack, scope, instance, player, key, kind, counter, data) ",
+                    );
+                    q.push_values(chunk, |mut row, (key, value)| {
+                        let (kind, counter, data) = state_parts(value);
+                        row.push_bind(&*key.pack)
+                            .push_bind(key.scope.as_str())
+                            .push_bind(&*key.instance)
+                            .push_bind(&*key.player)
+                            .push_bind(&*key.key)
+                            .push_bind(kind)
+                            .push_bind(counter)
+                            .push_bind(data);
+                    });
+                    q.push(
+                        " ON CONFLICT (pack, scope, instance, player, key) DO UPDATE SET
+                            kind = excluded.kind, counter = excluded.counter, data = excluded.data",
+                    );
+                    q.build().execute(&mut *tx).await.map_err(Self::err)?;
+                }
+                for chunk in unlocks.chunks(MULTI_ROW) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO unlocks (player, code, pack, pack_version, unlocked_ms, event_id, match_id, source) ",
+                    );
+                    q.push_values(chunk, |mut row, u| {
+                        row.push_bind(&u.player)
+                            .push_bind(&u.code)
+                            .push_bind(&u.pack)
+                            .push_bind(&u.pack_version)
+                            .push_bind(u.unlocked_ms)
+                            .push_bind(u.event_id as i64)
+                            .push_bind(&u.match_id)
+                            .push_bind(u.source.as_str());
+                    });
+                    // The ledger keeps the first unlock: never overwritten.
+                    q.push(" ON CONFLICT (player, code) DO NOTHING");
+                    q.build().execute(&mut *tx).await.map_err(Self::err)?;
+                }
+                for chunk in progress.chunks(MULTI_ROW) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO progress (player, code, current, target, updated_ms) ",
+                    );
+                    q.push_values(chunk, |mut row, p| {
+                        row.push_bind(&p.player)
+                            .push_bind(&p.code)
+                            .push_bind(p.current as i64)
+                            .push_bind(p.target as i64)
+                            .push_bind(p.updated_ms);
+                    });
+                    q.push(
+                        " ON CONFLICT (player, code) DO UPDATE SET current = excluded.current,
+                            target = excluded.target, updated_ms = excluded.updated_ms
+                         WHERE progress.current < excluded.current",
+                    );
+                    q.build().execute(&mut *tx).await.map_err(Self::err)?;
                 }
                 for (server, pos) in &commit.positions {
                     sqlx::query(
