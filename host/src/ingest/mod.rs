@@ -252,8 +252,6 @@ impl Ingest {
         &self.inner.admission
     }
 
-    /// Path of the embedded event log.
-
     /// Decodes a body for an authenticated server.
     pub fn decode(&self, server_id: &str, body: &[u8]) -> Result<DecodedBatch, BodyError> {
         self.decode_as(server_id, body, None)
