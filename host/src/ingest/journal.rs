@@ -83,6 +83,11 @@ pub struct Record {
     pub last_seq: u64,
     pub server: Str,
     pub events: Vec<Event>,
+    /// Identifies the transport delivery this batch came in (an MQTT
+    /// message digest), so a redelivery of an already journaled message is
+    /// recognised, also after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Str>,
 }
 
 /// What an append returns once the batch is durable.
@@ -118,6 +123,8 @@ pub struct Recovery {
     pub replay: Vec<Record>,
     /// Bytes cut from a torn tail.
     pub truncated_bytes: u64,
+    /// Deliveries of every record still in the journal, oldest first.
+    pub deliveries: Vec<Str>,
 }
 
 /// Receives every durable record, in sequence order, on the writer thread.
@@ -126,6 +133,7 @@ pub type Dispatch = Box<dyn FnMut(Record) + Send>;
 struct AppendRequest {
     server: Str,
     events: Vec<Event>,
+    delivery: Option<Str>,
     reply: tokio::sync::oneshot::Sender<Result<Appended, JournalError>>,
 }
 
@@ -246,6 +254,7 @@ impl Journal {
         let mut replay = Vec::new();
         let mut last_seq = checkpoint;
         let mut truncated_bytes = 0;
+        let mut deliveries = Vec::new();
         let count = segments.len();
         for (i, (_, path)) in segments.iter().enumerate() {
             let mut bytes = Vec::new();
@@ -270,6 +279,7 @@ impl Journal {
             }
             for r in records {
                 last_seq = last_seq.max(r.last_seq);
+                deliveries.extend(r.delivery.clone());
                 if r.last_seq > checkpoint {
                     replay.push(r);
                 }
@@ -311,6 +321,7 @@ impl Journal {
                 checkpoint,
                 replay,
                 truncated_bytes,
+                deliveries,
             },
         ))
     }
@@ -370,6 +381,7 @@ impl Journal {
                     last_seq: first_seq + count - 1,
                     server: req.server,
                     events,
+                    delivery: req.delivery,
                 };
                 self.next_seq += count;
                 encode_record(&record, &mut buf);
@@ -465,7 +477,7 @@ impl JournalHandle {
     /// Appends a batch; resolves once it is durable (per the durability
     /// setting) and handed to the pipeline.
     pub async fn append(&self, server: Str, events: Vec<Event>) -> Result<Appended, JournalError> {
-        self.send(server, events)?
+        self.send(server, events, None)?
             .await
             .map_err(|_| JournalError::Closed)?
     }
@@ -477,6 +489,7 @@ impl JournalHandle {
         &self,
         server: Str,
         events: Vec<Event>,
+        delivery: Option<Str>,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, JournalError>>, JournalError> {
         if self.shared.failed.load(Ordering::SeqCst) {
             return Err(JournalError::Failed);
@@ -486,6 +499,7 @@ impl JournalHandle {
             .send(AppendRequest {
                 server,
                 events,
+                delivery,
                 reply,
             })
             .map_err(|_| JournalError::Closed)?;
@@ -506,6 +520,7 @@ impl JournalHandle {
             .send(AppendRequest {
                 server,
                 events,
+                delivery: None,
                 reply,
             })
             .map_err(|_| JournalError::Closed)?;
@@ -589,9 +604,15 @@ mod tests {
         for _ in 0..20 {
             ids.push(handle.append(Str::from("srv"), events(5)).await.unwrap());
         }
+        let tagged = handle
+            .send(Str::from("srv"), events(1), Some(Str::from("mqtt:abc")))
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(ids[0].first_id, event_id(1));
         assert_eq!(ids[19].last_id, event_id(100));
-        assert_eq!(seen.lock().len(), 20);
+        assert_eq!(seen.lock().len(), 21);
         assert!(handle.segment_count() > 1, "segments roll");
         handle.set_checkpoint(50).unwrap();
         let segments_after = handle.segment_count();
@@ -612,8 +633,11 @@ mod tests {
             .iter()
             .flat_map(|r| r.events.iter().map(|e| sequence_of(e.id)))
             .collect();
-        assert_eq!(replayed, (51..=100).collect::<Vec<_>>());
-        assert_eq!(journal.next_seq(), 101);
+        assert_eq!(replayed, (51..=101).collect::<Vec<_>>());
+        assert_eq!(sequence_of(tagged.first_id), 101);
+        assert_eq!(journal.next_seq(), 102);
+        // The delivery tag comes back with the journal.
+        assert_eq!(rec.deliveries, vec![Str::from("mqtt:abc")]);
     }
 
     #[test]
@@ -624,6 +648,7 @@ mod tests {
             last_seq: 2,
             server: Str::from("s"),
             events: events(2),
+            delivery: None,
         };
         encode_record(&r, &mut buf);
         encode_record(&r, &mut buf);

@@ -9,6 +9,7 @@
 //!
 //! * [`servers`]: registration, tokens, authentication;
 //! * [`journal`]: the write-ahead journal and its checkpoint;
+//! * [`delivery`]: recently journaled MQTT messages, to drop redeliveries;
 //! * [`queue`]: admission to the bounded queue (load shedding);
 //! * [`pipeline`]: workers, stage traits, checkpoint tracking;
 //! * [`event_log`]: the optional JSONL export of the processed stream;
@@ -16,6 +17,7 @@
 //! * [`routes`]: the HTTP endpoints; [`mqtt`]: the MQTT consumer.
 
 pub mod backends;
+pub mod delivery;
 pub mod event_log;
 pub mod journal;
 pub mod live;
@@ -125,6 +127,7 @@ type DurableReply = tokio::sync::oneshot::Receiver<Result<Appended, JournalError
 /// A batch queued for the journal.
 pub struct Pending {
     inner: Option<(DurableReply, usize, KindCounts)>,
+    delivery: Option<Str>,
     ingest: Ingest,
 }
 
@@ -137,6 +140,9 @@ impl Pending {
         match rx.await.unwrap_or(Err(JournalError::Closed)) {
             Ok(appended) => {
                 record_ingested(&counts);
+                if let Some(tag) = self.delivery {
+                    self.ingest.inner.deliveries.remember(tag);
+                }
                 Ok(Some(appended))
             }
             Err(e) => {
@@ -164,6 +170,7 @@ struct Inner {
     journal: JournalHandle,
     pipeline: Arc<Pipeline>,
     admission: Arc<Admission>,
+    deliveries: delivery::RecentDeliveries,
     config: IngestConfig,
 }
 
@@ -225,6 +232,7 @@ impl Ingest {
         let p = pipeline.clone();
         let journal = journal.start(Box::new(move |record| p.dispatch(record)));
         pipeline.spawn_checkpointer(journal.clone(), interval);
+        let deliveries = delivery::RecentDeliveries::new(delivery::CAPACITY, recovery.deliveries);
         for record in recovery.replay {
             admission.reserve_blocking(record.events.len());
             pipeline.dispatch(record);
@@ -235,6 +243,7 @@ impl Ingest {
                 journal,
                 pipeline,
                 admission,
+                deliveries,
                 config,
             }),
         })
@@ -299,21 +308,33 @@ impl Ingest {
         events: Vec<Event>,
         admit: Admit,
     ) -> Result<Option<Appended>, SubmitError> {
-        self.enqueue(server_id, events, admit).await?.wait().await
+        self.enqueue(server_id, events, admit, None)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// True when a batch with this delivery tag is already journaled.
+    pub fn delivered(&self, tag: &str) -> bool {
+        self.inner.deliveries.contains(tag)
     }
 
     /// Reserves queue room and queues the batch for the journal. Batches
     /// enqueued one after another are journaled (and processed) in that
     /// order; [`Pending::wait`] resolves once the batch is durable.
+    /// `delivery` tags the batch with its transport delivery (see
+    /// [`delivery`]).
     pub async fn enqueue(
         &self,
         server_id: &str,
         events: Vec<Event>,
         admit: Admit,
+        delivery: Option<Str>,
     ) -> Result<Pending, SubmitError> {
         if events.is_empty() {
             return Ok(Pending {
                 inner: None,
+                delivery: None,
                 ingest: self.clone(),
             });
         }
@@ -332,9 +353,14 @@ impl Ingest {
             Admit::Wait => self.inner.admission.reserve(n).await,
         }
         let counts = kind_counts(&events);
-        match self.inner.journal.send(Str::from(server_id), events) {
+        match self
+            .inner
+            .journal
+            .send(Str::from(server_id), events, delivery.clone())
+        {
             Ok(rx) => Ok(Pending {
                 inner: Some((rx, n, counts)),
+                delivery,
                 ingest: self.clone(),
             }),
             Err(e) => {

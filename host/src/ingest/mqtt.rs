@@ -180,6 +180,12 @@ async fn handle(ingest: &Ingest, publish: &Publish) -> Handled {
             return Handled::Keep;
         }
     }
+    let tag = crate::ingest::delivery::mqtt_tag(server_id, &publish.payload);
+    if publish.dup && ingest.delivered(&tag) {
+        // Journaled before, but the broker never saw our PUBACK.
+        m.mqtt_dropped.with_label_values(&["redelivered"]).inc();
+        return Handled::Drop;
+    }
     let decoded = match ingest.decode(server_id, &publish.payload) {
         Ok(d) => d,
         Err(e) => {
@@ -188,7 +194,10 @@ async fn handle(ingest: &Ingest, publish: &Publish) -> Handled {
             return Handled::Drop;
         }
     };
-    match ingest.enqueue(server_id, decoded.events, Admit::Wait).await {
+    match ingest
+        .enqueue(server_id, decoded.events, Admit::Wait, Some(tag))
+        .await
+    {
         Ok(p) => Handled::Queued(p),
         Err(e) => {
             tracing::warn!(error = %e, "MQTT batch not queued; left unacknowledged");
