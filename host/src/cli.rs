@@ -49,15 +49,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(config) => tokio::runtime::Runtime::new()?.block_on(migrate(config)),
         Command::Loadgen(config) => {
-            let pid = config.server_pid;
-            let report = tokio::runtime::Runtime::new()?.block_on(crate::loadgen::run(config))?;
+            use crate::loadgen::server_side;
+            let (pid, url) = (config.server_pid, config.url.clone());
+            let cpu_before = pid.and_then(server_side::cpu_seconds);
+            let rt = tokio::runtime::Runtime::new()?;
+            let report = rt.block_on(crate::loadgen::run(config))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
-            if let Some((rss, peak)) = pid.and_then(crate::loadgen::memory_of) {
-                println!(
-                    "server memory: rss {} MiB, peak {} MiB",
-                    rss / 1024,
-                    peak / 1024
-                );
+            if let (Some(pid), Some(cpu_before)) = (pid, cpu_before) {
+                let server = rt.block_on(server_side::after_run(
+                    &url,
+                    pid,
+                    cpu_before,
+                    report.events,
+                    report.seconds,
+                ));
+                if let Some(server) = server {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({ "server": server }))?
+                    );
+                }
             }
             Ok(())
         }

@@ -11,6 +11,9 @@
 //! ingest pipeline of a data directory.
 
 pub mod game;
+pub mod server_side;
+
+pub use server_side::memory_of;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -59,7 +62,9 @@ pub struct LoadgenConfig {
     /// Admin token, to re-register addresses a previous run registered.
     #[arg(long, env = "OPM_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Print RSS of this process (the server) at the end.
+    /// The server's process id (same machine): after the load, wait until
+    /// it has processed and checkpointed everything, then report its CPU
+    /// per event, the drain time, the end-to-end rate and its memory.
     #[arg(long)]
     pub server_pid: Option<u32>,
 }
@@ -362,19 +367,6 @@ pub async fn run(config: LoadgenConfig) -> anyhow::Result<Report> {
         latency_ms_p999: percentile(&lat, 0.999),
         latency_ms_max: lat.last().map_or(0.0, |v| *v as f64 / 1000.0),
     })
-}
-
-/// Resident and peak memory of a process, from /proc (Linux).
-pub fn memory_of(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// Feeds a recording through the ingest pipeline of a data directory.
