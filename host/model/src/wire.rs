@@ -176,11 +176,17 @@ impl<'de> serde::Deserialize<'de> for FlatObject {
                     } else {
                         map.next_value_seed(FieldSeed { block: false })?
                     };
-                    upsert(&mut top, key.into_owned(), value);
+                    top.push((key.into_owned(), value));
                 }
+                // Stable: among equal keys the last one read stays last,
+                // and only the last of each run is kept.
                 top.sort_by(|a, b| a.0.cmp(&b.0));
                 let mut fields = Vec::with_capacity(top.len() + 8);
-                for (k, v) in top {
+                let mut entries = top.into_iter().peekable();
+                while let Some((k, v)) = entries.next() {
+                    if entries.peek().is_some_and(|(next, _)| *next == k) {
+                        continue;
+                    }
                     match v {
                         FlatValue::Text(Some(t)) => fields.push((k, Some(t))),
                         FlatValue::Text(None) => {}
