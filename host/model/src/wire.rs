@@ -505,9 +505,11 @@ fn take_participant(
 }
 
 fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Participant>, EventError> {
-    let key = |suffix: &str| format!("{p}_{suffix}");
-    let guid = fields.take_str(&[&key("guid"), &key("id")]);
-    let smf_id_text = fields.take_str(&[&key("smf_id")]);
+    let key = |suffix| Key::Part(p, suffix);
+    let guid = fields
+        .take_key(key("guid"))
+        .or_else(|| fields.take_key(key("id")));
+    let smf_id_text = fields.take_key(key("smf_id"));
     let smf_id = match smf_id_text.as_deref().map(str::trim) {
         None | Some("") | Some("0") => None,
         Some(t) => Some(
@@ -515,7 +517,7 @@ fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Particip
                 .ok()
                 .filter(|v| *v >= 0.0 && v.fract() == 0.0)
                 .map(|v| v as u64)
-                .ok_or_else(|| bad(&key("smf_id"), "expected a member number"))?,
+                .ok_or_else(|| bad(&key("smf_id").name(), "expected a member number"))?,
         ),
     };
     let guid = match (guid.filter(|g| !g.trim().is_empty()), smf_id) {
@@ -528,21 +530,21 @@ fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Particip
     };
     let mut part = Participant::new(Arc::from(guid.as_str()));
     part.smf_id = smf_id;
-    if let Some(name) = fields.take_str(&[&key("name")]) {
+    if let Some(name) = fields.take_key(key("name")) {
         part.name = Arc::from(strip_colour_codes(&name).as_str());
     }
-    if let Some(team) = fields.take_str(&[&key("team")]) {
+    if let Some(team) = fields.take_key(key("team")) {
         part.team = Team::parse(&team);
     }
-    let (xk, yk, zk) = (key("x"), key("y"), key("z"));
+    // The player block also comes as pos_x/aim_pitch (contract 1.7).
     let (pos_x, pos_y, pos_z, aim_p, aim_y) = if p == "player" {
         ("pos_x", "pos_y", "pos_z", "aim_pitch", "aim_yaw")
     } else {
         ("", "", "", "", "")
     };
-    let x = fields.take_number(&[&xk, pos_x])?;
-    let y = fields.take_number(&[&yk, pos_y])?;
-    let z = fields.take_number(&[&zk, pos_z])?;
+    let x = fields.take_number_keys(&[key("x"), Key::Plain(pos_x)])?;
+    let y = fields.take_number_keys(&[key("y"), Key::Plain(pos_y)])?;
+    let z = fields.take_number_keys(&[key("z"), Key::Plain(pos_z)])?;
     if let (Some(x), Some(y), Some(z)) = (x, y, z) {
         part.position = Some(Vec3 {
             x: x as f32,
@@ -550,16 +552,16 @@ fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Particip
             z: z as f32,
         });
     }
-    if let Some(v) = fields.take_number(&[&key("pitch"), aim_p])? {
+    if let Some(v) = fields.take_number_keys(&[key("pitch"), Key::Plain(aim_p)])? {
         part.pitch = v as f32;
     }
-    if let Some(v) = fields.take_number(&[&key("yaw"), aim_y])? {
+    if let Some(v) = fields.take_number_keys(&[key("yaw"), Key::Plain(aim_y)])? {
         part.yaw = v as f32;
     }
-    if let Some(s) = fields.take_str(&[&key("stance")]) {
+    if let Some(s) = fields.take_key(key("stance")) {
         part.stance = Stance::parse(&s);
     }
-    if let Some(h) = fields.take_number(&[&key("health"), &key("hp")])? {
+    if let Some(h) = fields.take_number_keys(&[key("health"), key("hp")])? {
         part.health = Some(h as i32);
     }
     Ok(Some(part))
@@ -571,18 +573,53 @@ struct Fields {
     entries: Vec<(String, Option<String>)>,
 }
 
-impl Fields {
-    fn take_str(&mut self, keys: &[&str]) -> Option<String> {
-        for key in keys.iter().filter(|k| !k.is_empty()) {
-            if let Some(entry) = self
-                .entries
-                .iter_mut()
-                .find(|(k, v)| k == key && v.is_some())
-            {
-                return entry.1.take();
+/// A field name to look up: plain, or a participant prefix and suffix
+/// (`attacker` + `guid` is `attacker_guid`), compared without building the
+/// name: decoding runs this for every field of every event.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Plain(&'a str),
+    Part(&'a str, &'a str),
+}
+
+impl Key<'_> {
+    fn matches(self, k: &str) -> bool {
+        match self {
+            Key::Plain(name) => k == name,
+            Key::Part(prefix, suffix) => {
+                k.len() == prefix.len() + 1 + suffix.len()
+                    && k.starts_with(prefix)
+                    && k.as_bytes()[prefix.len()] == b'_'
+                    && k.ends_with(suffix)
             }
         }
-        None
+    }
+
+    fn is_empty(self) -> bool {
+        matches!(self, Key::Plain(""))
+    }
+
+    fn name(self) -> String {
+        match self {
+            Key::Plain(name) => name.to_string(),
+            Key::Part(prefix, suffix) => format!("{prefix}_{suffix}"),
+        }
+    }
+}
+
+impl Fields {
+    fn take_str(&mut self, keys: &[&str]) -> Option<String> {
+        keys.iter().find_map(|k| self.take_key(Key::Plain(k)))
+    }
+
+    fn take_key(&mut self, key: Key) -> Option<String> {
+        if key.is_empty() {
+            return None;
+        }
+        self.entries
+            .iter_mut()
+            .find(|(k, v)| v.is_some() && key.matches(k))
+            .and_then(|entry| entry.1.take())
     }
 
     fn take_sym(&mut self, keys: &[&str]) -> Str {
@@ -593,18 +630,41 @@ impl Fields {
     }
 
     fn take_number(&mut self, keys: &[&str]) -> Result<Option<f64>, EventError> {
-        for key in keys.iter().filter(|k| !k.is_empty()) {
-            if let Some(text) = self.take_str(&[key]) {
-                let t = text.trim();
-                if t.is_empty() {
-                    return Ok(None);
-                }
-                return t
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite())
-                    .map(Some)
-                    .ok_or_else(|| bad(key, format!("expected a number, got {:?}", truncate(t))));
+        for key in keys {
+            if let Some(v) = self.take_number_key(Key::Plain(key)) {
+                return v;
+            }
+        }
+        Ok(None)
+    }
+
+    /// None when the field is absent; otherwise the number, nothing for an
+    /// empty value, or why it is not a number.
+    fn take_number_key(&mut self, key: Key) -> Option<Result<Option<f64>, EventError>> {
+        let text = self.take_key(key)?;
+        let t = text.trim();
+        if t.is_empty() {
+            return Some(Ok(None));
+        }
+        Some(
+            t.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Some)
+                .ok_or_else(|| {
+                    bad(
+                        &key.name(),
+                        format!("expected a number, got {:?}", truncate(t)),
+                    )
+                }),
+        )
+    }
+
+    /// The first of `keys` present, as a number.
+    fn take_number_keys(&mut self, keys: &[Key]) -> Result<Option<f64>, EventError> {
+        for key in keys {
+            if let Some(v) = self.take_number_key(*key) {
+                return v;
             }
         }
         Ok(None)
