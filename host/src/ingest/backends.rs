@@ -79,22 +79,6 @@ impl EventSink for AnalyticsSink {
     }
 }
 
-fn status_to_store(s: ServerStatus) -> relational::ServerStatus {
-    match s {
-        ServerStatus::Active => relational::ServerStatus::Active,
-        ServerStatus::Pending => relational::ServerStatus::Pending,
-        ServerStatus::Disabled => relational::ServerStatus::Disabled,
-    }
-}
-
-fn status_from_store(s: relational::ServerStatus) -> ServerStatus {
-    match s {
-        relational::ServerStatus::Active => ServerStatus::Active,
-        relational::ServerStatus::Pending => ServerStatus::Pending,
-        relational::ServerStatus::Disabled => ServerStatus::Disabled,
-    }
-}
-
 fn record_of(s: relational::Server) -> ServerRecord {
     ServerRecord {
         id: s.id,
@@ -102,7 +86,7 @@ fn record_of(s: relational::Server) -> ServerRecord {
         ip_address: s.ip_address,
         port: s.port,
         token_hash: s.token_hash,
-        status: status_from_store(s.status),
+        status: s.status,
         created_ms: s.created_ms,
     }
 }
@@ -154,7 +138,7 @@ impl ServerDirectory for RelationalDirectory {
             ip_address: record.ip_address.clone(),
             port: record.port,
             token_hash: record.token_hash.clone(),
-            status: status_to_store(record.status),
+            status: record.status,
         };
         match block(&self.handle, self.store.insert_server(&new)) {
             Ok(s) => {
@@ -199,12 +183,7 @@ impl ServerDirectory for RelationalDirectory {
     }
 
     fn set_status(&self, id: &str, status: ServerStatus) -> Result<(), DirectoryError> {
-        if !block(
-            &self.handle,
-            self.store.set_server_status(id, status_to_store(status)),
-        )
-        .map_err(unavailable)?
-        {
+        if !block(&self.handle, self.store.set_server_status(id, status)).map_err(unavailable)? {
             return Err(DirectoryError::NotFound(id.to_string()));
         }
         self.refresh(id)

@@ -16,25 +16,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-/// Whether a server may ingest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum ServerStatus {
-    Active,
-    /// Registered under the `approval` policy, waiting for an admin.
-    Pending,
-    Disabled,
-}
-
-impl ServerStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServerStatus::Active => "active",
-            ServerStatus::Pending => "pending",
-            ServerStatus::Disabled => "disabled",
-        }
-    }
-}
+/// Whether a server may ingest: the relational store's own status.
+pub use opm_store::relational::ServerStatus;
 
 /// One registered game server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
