@@ -74,13 +74,17 @@ fn guid(server: usize, p: usize) -> String {
 }
 
 fn team(p: usize) -> &'static str {
-    if p % 2 == 0 { "american" } else { "german" }
+    if p.is_multiple_of(2) {
+        "american"
+    } else {
+        "german"
+    }
 }
 
 /// One server's stream: matches of kills (some headshots, some suicides
 /// and teamkills), fire, damage and jumps, with wall-clock timestamps.
 fn server_events(server: usize, base_ms: i64) -> Vec<Value> {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (server as u64 + 1) * 0x1000_0001);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((server as u64 + 1) * 0x1000_0001));
     let mut t = base_ms;
     let mut out: Vec<Value> = Vec::new();
     let mut n = 0usize;
@@ -166,7 +170,7 @@ fn server_events(server: usize, base_ms: i64) -> Vec<Value> {
         } else {
             push(&mut out, t, "jump", player("player", a));
         }
-        if out.len() % 1_500 == 0 {
+        if out.len().is_multiple_of(1_500) {
             push(
                 &mut out,
                 t + 1,

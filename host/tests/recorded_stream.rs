@@ -543,10 +543,9 @@ fn agree(events: u64) {
     compare_backends(&embedded, &external, with_day);
     let unlocks: usize = rc.values().map(|p| p.unlocks.len()).sum();
     eprintln!(
-        "recorded stream: {recorded} events, {} players, {unlocks} milestone unlocks ({} rungs); \
+        "recorded stream: {recorded} events, {} players, {unlocks} milestone unlocks (rungs {rungs:?}); \
          import {:.1} s embedded, {:.1} s external; whole test {:.1} s",
         rc.len(),
-        rungs.len(),
         embedded.import_seconds,
         external.import_seconds,
         started.elapsed().as_secs_f64()
