@@ -58,7 +58,6 @@ CREATE TABLE IF NOT EXISTS raw_events (
     PRIMARY KEY (server, event_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS raw_events_month ON raw_events (month);
-CREATE INDEX IF NOT EXISTS raw_events_match ON raw_events (match_id);
 
 CREATE TABLE IF NOT EXISTS player_stats_daily (
     day TEXT NOT NULL,
@@ -84,7 +83,6 @@ CREATE TABLE IF NOT EXISTS player_stats_daily (
     playtime_seconds REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (player_id, day)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS player_stats_daily_day ON player_stats_daily (day);
 
 CREATE TABLE IF NOT EXISTS player_weapon_stats (
     day TEXT NOT NULL,

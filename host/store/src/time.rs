@@ -40,6 +40,27 @@ pub fn day_string(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `YYYY-MM-DD` of the Monday starting the (ISO) week of a timestamp, as
+/// ClickHouse's `toMonday`.
+pub fn week_start_string(ms: i64) -> String {
+    let days = day_number(ms);
+    // 1970-01-01 was a Thursday: (days + 3) mod 7 counts from Monday.
+    let (y, m, d) = civil_from_days(days - (days + 3).rem_euclid(7));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-01` of a timestamp's month, as ClickHouse's `toStartOfMonth`.
+pub fn month_start_string(ms: i64) -> String {
+    let (y, m, _) = civil_from_days(day_number(ms));
+    format!("{y:04}-{m:02}-01")
+}
+
+/// `YYYY-01-01` of a timestamp's year, as ClickHouse's `toStartOfYear`.
+pub fn year_start_string(ms: i64) -> String {
+    let (y, _, _) = civil_from_days(day_number(ms));
+    format!("{y:04}-01-01")
+}
+
 /// `YYYY-MM-DD HH:00:00` of a timestamp: the `hour` column.
 pub fn hour_string(ms: i64) -> String {
     let h = ms.rem_euclid(MS_PER_DAY) / 3_600_000;
@@ -100,6 +121,14 @@ mod tests {
         assert_eq!(month_id(1_709_251_199_999), 202402);
         assert_eq!(datetime_string(1_709_251_199_999), "2024-02-29 23:59:59");
         assert_eq!(month_end_ms(202402), 1_709_251_200_000);
+        // 2024-02-29 was a Thursday; 2024-03-04 a Monday.
+        assert_eq!(week_start_string(1_709_251_199_999), "2024-02-26");
+        let monday = days_from_civil(2024, 3, 4) * MS_PER_DAY;
+        assert_eq!(week_start_string(monday), "2024-03-04");
+        assert_eq!(week_start_string(monday - 1), "2024-02-26");
+        assert_eq!(week_start_string(0), "1969-12-29");
+        assert_eq!(month_start_string(1_709_251_199_999), "2024-02-01");
+        assert_eq!(year_start_string(1_709_251_199_999), "2024-01-01");
         assert_eq!(
             month_end_ms(202412),
             days_from_civil(2025, 1, 1) * MS_PER_DAY

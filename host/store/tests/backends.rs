@@ -135,6 +135,8 @@ fn same(a: &Value, b: &Value, path: &str) {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
 async fn check_recount(b: &Backend, events: &[opm_model::Event], now: i64) {
     let q = b.stores.stats();
     let all = recount(events, None);
@@ -181,12 +183,21 @@ async fn check_recount(b: &Backend, events: &[opm_model::Event], now: i64) {
             .collect();
         assert_eq!(weapons, t.weapon_kills, "{ctx} weapon kills");
     }
-    // Leaderboard by kills, all time and last week.
-    for (period, first) in [
-        (Period::All, None),
-        (Period::Week, Period::Week.first_day(now)),
+    // Leaderboard by kills, all time and one calendar week: the week of the
+    // stream's middle event, so it has players whatever today is.
+    let at = events[events.len() / 2].time_ms;
+    let day = opm_store::time::day_number(at);
+    let monday = (day - (day + 3).rem_euclid(7)) * DAY_MS;
+    let week = (
+        opm_store::time::day_string(monday),
+        opm_store::time::day_string(monday + 6 * DAY_MS),
+    );
+    assert_eq!(week.0, Period::Week.bucket(at));
+    for (period, at, days) in [
+        (Period::All, now, None),
+        (Period::Week, at, Some((week.0.as_str(), week.1.as_str()))),
     ] {
-        let rc = recount(events, first.as_deref());
+        let rc = recount(events, days);
         let mut expect: Vec<(u64, String)> = rc
             .players
             .iter()
@@ -194,7 +205,7 @@ async fn check_recount(b: &Backend, events: &[opm_model::Event], now: i64) {
             .collect();
         expect.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let board = q
-            .leaderboard(LeaderStat::Kills, period, 5, 3, now)
+            .leaderboard(LeaderStat::Kills, period, 5, 3, at)
             .await
             .unwrap();
         assert_eq!(

@@ -42,7 +42,26 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "high_water",
         include_str!("../../../../clickhouse/003_high_water.sql"),
     ),
+    (
+        4,
+        "period_leaderboards",
+        include_str!("../../../../clickhouse/004_period_leaderboards.sql"),
+    ),
 ];
+
+/// Fills `player_period_stats` of a store that had events before the
+/// table existed, from the daily rollup (which has every count it needs).
+/// Runs once, while the table is empty and before its views exist, so no
+/// event is counted twice.
+const BACKFILL_PERIODS: &str = "INSERT INTO {db}.player_period_stats (period, bucket, player_id, player_name, events,
+    kills, deaths, headshots, shots_fired, shots_hit, damage_dealt)
+SELECT period, bucket, player_id, argMaxMergeState(player_name), sum(events), sum(kills), sum(deaths),
+    sum(headshots), sum(shots_fired), sum(shots_hit), sum(damage_dealt)
+FROM {db}.player_stats_daily
+ARRAY JOIN
+    ['all', 'day', 'week', 'month', 'year'] AS period,
+    ['', toString(day), toString(toMonday(day)), toString(toStartOfMonth(day)), toString(toStartOfYear(day))] AS bucket
+GROUP BY period, bucket, player_id";
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -190,6 +209,21 @@ impl ClickHouseAnalytics {
         self.request(None, sql.into_bytes(), false)
             .await
             .map(|_| ())
+    }
+
+    /// True when migration `version` was recorded by an earlier run.
+    async fn applied(&self, version: u32) -> Result<bool, StoreError> {
+        let rows = self
+            .fetch(&format!(
+                "SELECT count() AS n FROM schema_migrations WHERE version = {version}"
+            ))
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.get("n"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+            > 0)
     }
 
     async fn read_marks(&self) -> Result<HashMap<String, u64>, StoreError> {
@@ -423,7 +457,26 @@ impl AnalyticsStore for ClickHouseAnalytics {
         )
         .await?;
         for (version, name, sql) in MIGRATIONS {
-            for statement in statements(sql, db) {
+            let (views, tables): (Vec<String>, Vec<String>) = statements(sql, db)
+                .into_iter()
+                .partition(|s| s.starts_with("CREATE MATERIALIZED VIEW"));
+            for statement in tables {
+                self.request(None, statement.into_bytes(), true).await?;
+            }
+            if *version == 4 && !self.applied(4).await? {
+                let filled = self
+                    .fetch("SELECT count() AS n FROM player_period_stats")
+                    .await?;
+                if filled
+                    .first()
+                    .and_then(|r| r.get("n"))
+                    .and_then(|v| v.as_u64())
+                    == Some(0)
+                {
+                    self.execute(&BACKFILL_PERIODS.replace("{db}", db)).await?;
+                }
+            }
+            for statement in views {
                 self.request(None, statement.into_bytes(), true).await?;
             }
             self.execute(&format!(

@@ -101,6 +101,14 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// with their rollups. Events of one server must arrive in id order
     /// across calls (the host assigns increasing ids per server).
     async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError>;
+    /// Makes everything inserted so far durable against power loss too,
+    /// and lets the store fold its write-ahead log (SQLite: a passive WAL
+    /// checkpoint, which also keeps the log from growing). Inserts are
+    /// already durable against a crash of this process when `insert`
+    /// returns. The batch writer calls it on every flush.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The highest stored event id of every server.
     async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Runs a read query (from [`query`]) and returns its rows.

@@ -5,15 +5,21 @@
 //! built only from rows this transaction inserted, and ids at or below the
 //! server's high-water mark are skipped. A crash before COMMIT leaves
 //! nothing; a replay after COMMIT finds the ids already stored.
+//!
+//! Writes go through one dedicated connection (its page cache stays warm
+//! across batches: SQLite drops a connection's cache whenever another
+//! connection has written) and reads through a small pool.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use opm_model::{Event, Participant};
 use serde_json::Value;
-use sqlx::sqlite::SqlitePool;
-use sqlx::{AssertSqlSafe, Column, Row as _, Sqlite, Transaction, TypeInfo, ValueRef};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::{AssertSqlSafe, Column, Connection, Row as _, TypeInfo, ValueRef};
+use tokio::sync::Mutex;
 
 use super::rows::{self, Contribution, Role};
 use super::{AnalyticsStore, Dialect, InsertReport, Row};
@@ -21,8 +27,16 @@ use crate::error::StoreError;
 use crate::time;
 
 const B: &str = "sqlite";
-const SCHEMA: &str =
-    include_str!("../../../../migrations/analytics-sqlite/001_raw_and_rollups.sql");
+/// Applied in order on every open; each is idempotent.
+const SCHEMA: &[&str] = &[
+    include_str!("../../../../migrations/analytics-sqlite/001_raw_and_rollups.sql"),
+    include_str!("../../../../migrations/analytics-sqlite/002_period_leaderboards.sql"),
+];
+
+/// Rows inserted without a `sync` after which `insert` checkpoints by
+/// itself, so the write-ahead log stays bounded for callers that never
+/// flush (the batch writer syncs on every flush).
+const AUTO_SYNC_ROWS: u64 = 200_000;
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::sqlx(B, e)
@@ -30,17 +44,33 @@ fn err(e: sqlx::Error) -> StoreError {
 
 pub struct SqliteAnalytics {
     pool: SqlitePool,
+    writer: Mutex<SqliteConnection>,
+    /// Rows committed since the last checkpoint.
+    unsynced: AtomicU64,
 }
 
 impl SqliteAnalytics {
     pub async fn open(path: &Path) -> Result<SqliteAnalytics, StoreError> {
+        let writer = crate::sqlite::open_writer(path).await?;
         Ok(SqliteAnalytics {
             pool: crate::sqlite::open(path, 4).await?,
+            writer: Mutex::new(writer),
+            unsynced: AtomicU64::new(0),
         })
     }
 
-    pub fn from_pool(pool: SqlitePool) -> SqliteAnalytics {
-        SqliteAnalytics { pool }
+    /// Copies the write-ahead log into the database file (fsyncing both)
+    /// as far as readers allow; see [`AnalyticsStore::sync`].
+    async fn checkpoint(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        let (busy, _log, _done): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?;
+        if busy != 0 {
+            tracing::debug!("analytics checkpoint could not take its lock; next sync retries");
+        }
+        self.unsynced.store(0, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -283,14 +313,18 @@ enum V {
     NI(Option<i64>),
 }
 
-/// SQLite accepts 32 766 parameters per statement; stay well below.
+/// SQLite accepts 32 766 parameters per statement; stay below.
 const MAX_PARAMS: usize = 30_000;
+/// Most rows one statement carries.
+const MAX_ROWS: usize = 512;
 
-/// Runs `INSERT INTO {head} VALUES (…),(…) {tail}` over `rows` in as few
-/// statements as the parameter limit allows: one statement per table per
-/// batch instead of one per row, which is what makes SQLite fast here.
+/// Runs `INSERT INTO {head} VALUES (…),(…) {tail}` over `rows`: one
+/// multi-row statement per table per batch instead of one per row. The
+/// rows go in chunks of power-of-two sizes (512, then the binary digits of
+/// the rest), so each table has at most ten distinct statements and every
+/// one of them stays prepared in the connection's statement cache.
 async fn insert_many(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     head: &str,
     tail: &str,
     rows: Vec<Vec<V>>,
@@ -299,16 +333,26 @@ async fn insert_many(
         return Ok(0);
     };
     let one = format!("({})", vec!["?"; width].join(","));
+    let mut largest = MAX_ROWS;
+    while largest > 1 && largest * width > MAX_PARAMS {
+        largest /= 2;
+    }
     let mut affected = 0;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Vec<V>> = rows.by_ref().take((MAX_PARAMS / width).max(1)).collect();
+    let mut left = rows.len();
+    let mut rows = rows.into_iter();
+    while left > 0 {
+        let n = if left >= largest {
+            largest
+        } else {
+            1 << left.ilog2()
+        };
+        left -= n;
         let sql = format!(
             "INSERT INTO {head} VALUES {} {tail}",
-            vec![one.as_str(); chunk.len()].join(",")
+            vec![one.as_str(); n].join(",")
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for row in chunk {
+        for row in rows.by_ref().take(n) {
             for v in row {
                 q = match v {
                     V::I(x) => q.bind(x),
@@ -318,7 +362,7 @@ async fn insert_many(
                 };
             }
         }
-        affected += q.execute(&mut **tx).await.map_err(err)?.rows_affected();
+        affected += q.execute(&mut *conn).await.map_err(err)?.rows_affected();
     }
     Ok(affected)
 }
@@ -394,7 +438,84 @@ fn u(x: f64) -> V {
     V::I(x as i64)
 }
 
-async fn apply(tx: &mut Transaction<'_, Sqlite>, d: Deltas) -> Result<(), StoreError> {
+/// The leaderboard buckets a `YYYY-MM-DD` day falls in: all time, the
+/// day, its ISO week (Monday), month and year, each named by its first day.
+fn period_buckets(day: &str) -> [(&'static str, String); 5] {
+    let part = |r: std::ops::Range<usize>| day.get(r).and_then(|p| p.parse::<u32>().ok());
+    let week = match (part(0..4), part(5..7), part(8..10)) {
+        (Some(y), Some(m), Some(d)) => {
+            time::week_start_string(time::days_from_civil(y as i64, m, d) * 86_400_000)
+        }
+        _ => day.to_string(),
+    };
+    [
+        ("all", String::new()),
+        ("day", day.to_string()),
+        ("week", week),
+        ("month", format!("{}-01", day.get(..7).unwrap_or(day))),
+        ("year", format!("{}-01-01", day.get(..4).unwrap_or(day))),
+    ]
+}
+
+/// `player_period_stats` rows from the per-day player deltas: the same
+/// counts summed into every period bucket each day belongs to.
+fn period_rows(daily: &HashMap<(String, String), (Named, u64, Contribution)>) -> Vec<Vec<V>> {
+    let mut periods: HashMap<(&'static str, String, &str), (Named, [f64; 7])> = HashMap::new();
+    for ((day, player), (name, events, c)) in daily {
+        for (period, bucket) in period_buckets(day) {
+            let slot = periods
+                .entry((period, bucket, player.as_str()))
+                .or_insert_with(|| (Named::default(), [0.0; 7]));
+            slot.0.offer(&name.value, name.ms);
+            add(
+                &mut slot.1,
+                [
+                    *events as f64,
+                    c.kills as f64,
+                    c.deaths as f64,
+                    c.headshots as f64,
+                    c.shots_fired as f64,
+                    c.shots_hit as f64,
+                    c.damage_dealt,
+                ],
+            );
+        }
+    }
+    periods
+        .into_iter()
+        .map(|((period, bucket, player), (name, v))| {
+            vec![
+                V::S(period.to_string()),
+                V::S(bucket),
+                V::S(player.to_string()),
+                V::S(name.value),
+                V::I(name.ms),
+                u(v[0]),
+                u(v[1]),
+                u(v[2]),
+                u(v[3]),
+                u(v[4]),
+                u(v[5]),
+                V::F(v[6]),
+            ]
+        })
+        .collect()
+}
+
+async fn apply(tx: &mut SqliteConnection, d: Deltas) -> Result<(), StoreError> {
+    insert_many(
+        tx,
+        "player_period_stats (period, bucket, player_id, player_name, name_ms, events, kills, deaths, headshots,
+            shots_fired, shots_hit, damage_dealt)",
+        "ON CONFLICT (period, bucket, player_id) DO UPDATE SET
+            player_name = CASE WHEN excluded.name_ms > name_ms THEN excluded.player_name ELSE player_name END,
+            name_ms = max(name_ms, excluded.name_ms),
+            events = events + excluded.events, kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
+            headshots = headshots + excluded.headshots, shots_fired = shots_fired + excluded.shots_fired,
+            shots_hit = shots_hit + excluded.shots_hit, damage_dealt = damage_dealt + excluded.damage_dealt",
+        period_rows(&d.player_daily),
+    )
+    .await?;
     let rows = d
         .player_daily
         .into_iter()
@@ -678,17 +799,18 @@ impl AnalyticsStore for SqliteAnalytics {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::raw_sql(SCHEMA)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
+        let mut conn = self.writer.lock().await;
+        for sql in SCHEMA {
+            sqlx::raw_sql(*sql).execute(&mut *conn).await.map_err(err)?;
+        }
         Ok(())
     }
 
     async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError> {
         let mut order: Vec<&Event> = events.iter().collect();
         order.sort_by(|a, b| (&*a.server, a.id).cmp(&(&*b.server, b.id)));
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(err)?;
         let mut marks: HashMap<String, u64> = HashMap::new();
         for e in &order {
             if !marks.contains_key(&*e.server) {
@@ -734,10 +856,27 @@ impl AnalyticsStore for SqliteAnalytics {
             .map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
+        let unsynced =
+            self.unsynced.fetch_add(report.inserted, Ordering::Relaxed) + report.inserted;
+        if unsynced >= AUTO_SYNC_ROWS {
+            // The batch is committed whatever happens here; a failed
+            // checkpoint is retried by the next sync.
+            if let Err(e) = self.checkpoint(&mut conn).await {
+                tracing::warn!(error = %e, "analytics checkpoint failed; retried at the next sync");
+            }
+        }
         let mut high_water: Vec<(String, u64)> = marks.into_iter().collect();
         high_water.sort();
         report.high_water = high_water;
         Ok(report)
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        if self.unsynced.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let mut conn = self.writer.lock().await;
+        self.checkpoint(&mut conn).await
     }
 
     async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -767,11 +906,14 @@ impl AnalyticsStore for SqliteAnalytics {
         for m in months {
             let m = m as u32;
             if time::month_end_ms(m) <= cutoff_ms {
+                let mut conn = self.writer.lock().await;
                 sqlx::query("DELETE FROM raw_events WHERE month = $1")
                     .bind(m as i64)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await
                     .map_err(err)?;
+                // A month of deletions is a large WAL: fold it in now.
+                self.checkpoint(&mut conn).await?;
                 dropped.push(m);
             }
         }

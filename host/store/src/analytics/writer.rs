@@ -219,6 +219,17 @@ async fn run(
             out.send_replace(state.clone());
         }
         deadline = None;
+        if !flush_waiters.is_empty() {
+            // What a flush promises the caller (the pipeline's checkpoint)
+            // is durability: fold the store's log now. Every batch above is
+            // already committed, so a failure only delays that until the
+            // next flush.
+            if let Err(e) = store.sync().await {
+                state.failed_attempts += 1;
+                out.send_replace(state.clone());
+                tracing::warn!(error = %e, "analytics store sync failed; retried at the next flush");
+            }
+        }
         for w in flush_waiters {
             let _ = w.send(state.clone());
         }

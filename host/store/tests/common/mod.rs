@@ -233,7 +233,9 @@ pub struct Recount {
     pub kill_cells: BTreeMap<String, u64>,
 }
 
-pub fn recount(events: &[Event], first_day: Option<&str>) -> Recount {
+/// Counts the events whose day (`YYYY-MM-DD`) lies in `days` (inclusive),
+/// or all of them.
+pub fn recount(events: &[Event], days: Option<(&str, &str)>) -> Recount {
     let mut r = Recount::default();
     // Replays and duplicates must not count: one event per (server, id).
     let mut seen = std::collections::HashSet::new();
@@ -241,10 +243,11 @@ pub fn recount(events: &[Event], first_day: Option<&str>) -> Recount {
         if !seen.insert((e.server.to_string(), e.id)) {
             continue;
         }
-        if let Some(first) = first_day
-            && opm_store::time::day_string(e.time_ms).as_str() < first
-        {
-            continue;
+        if let Some((first, last)) = days {
+            let day = opm_store::time::day_string(e.time_ms);
+            if day.as_str() < first || day.as_str() > last {
+                continue;
+            }
         }
         let a = e
             .actor
