@@ -2,10 +2,8 @@
 //! author-facing types. Only compiled for `wasm32`.
 
 use crate::event::{PlayerInfo, RawEvent, RawParticipant};
-use crate::state::{Backend, Level, Scope};
-use crate::{
-    Batch, Config, Ctx, EventKind, Outcome, Pack, PackError, PlayerRef, Stance, Team, Vec3,
-};
+use crate::state::{Backend, CounterOp, CounterWrite, Level, Scope};
+use crate::{Batch, Config, EventKind, Outcome, Pack, PackError, PlayerRef, Stance, Team, Vec3};
 
 #[doc(hidden)]
 pub mod bindings {
@@ -177,6 +175,22 @@ impl Backend for Imports {
     fn set_count(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str) -> u32 {
         wstate::set_count(at, scope(s), player, key)
     }
+    fn write_counters(&mut self, writes: &[CounterWrite<'_>]) {
+        let writes: Vec<wstate::CounterWrite> = writes
+            .iter()
+            .map(|w| wstate::CounterWrite {
+                at: w.at,
+                scope: scope(w.scope),
+                player: w.player,
+                key: w.key.to_string(),
+                op: match w.op {
+                    CounterOp::Add(d) => wstate::CounterOp::Add(d),
+                    CounterOp::Put(v) => wstate::CounterOp::Put(v),
+                },
+            })
+            .collect();
+        wstate::write_counters(&writes)
+    }
     fn log(&mut self, level: Level, message: &str) {
         let level = match level {
             Level::Debug => wlog::Level::Debug,
@@ -195,11 +209,8 @@ pub fn on_batch<P: Pack>(
 ) -> Result<Vec<WitOutcome>, WitPluginError> {
     let pack = slot.get_or_insert_with(P::default);
     let batch = batch(b);
-    let mut imports = Imports;
-    let mut ctx = Ctx::new(&mut imports, &batch);
-    pack.on_batch(&mut ctx, &batch).map_err(wit_error)?;
-    Ok(ctx
-        .finish()
+    let outcomes = crate::cache::run_batch(pack, &mut Imports, &batch).map_err(wit_error)?;
+    Ok(outcomes
         .into_iter()
         .map(|o| match o {
             Outcome::Unlock {

@@ -49,6 +49,7 @@
 //! the host (tracker, ids, subscriptions, transactional scoped state) and
 //! compares its outcomes with golden files.
 
+mod cache;
 mod ctx;
 mod event;
 mod kind;
@@ -66,6 +67,8 @@ pub mod template;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
+#[doc(hidden)]
+pub use cache::run_batch;
 pub use ctx::{Ctx, Outcome};
 pub use event::{AsPlayer, Batch, Event, Player, PlayerRef, PlayerView, Stance, Team, Vec3};
 #[doc(hidden)]
@@ -74,7 +77,7 @@ pub use kind::EventKind;
 pub use pack::{AchievementInfo, Config, Pack, PackError, PackInfo, Subscription};
 pub use rules::{Aggregate, Closed, Filter, MatchResult, Per};
 #[doc(hidden)]
-pub use state::Backend;
+pub use state::{Backend, CounterOp, CounterWrite};
 pub use state::{Level, Scope, State};
 pub use table::{Achievement, Rule};
 

@@ -45,6 +45,27 @@ pub enum Level {
     Error,
 }
 
+/// A buffered counter write (the contract's `counter-op`).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterOp {
+    /// Add to the counter, like `add`.
+    Add(i64),
+    /// Overwrite the counter, like `put`.
+    Put(i64),
+}
+
+/// One write of a `write-counters` call, addressed like the other calls.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterWrite<'a> {
+    pub at: u32,
+    pub scope: Scope,
+    pub player: PlayerRef,
+    pub key: &'a str,
+    pub op: CounterOp,
+}
+
 /// The host's `state` and `log` imports. Implemented by the Wasm glue and
 /// by the native harness; packs never implement it.
 #[doc(hidden)]
@@ -64,6 +85,8 @@ pub trait Backend {
         member: &str,
     ) -> bool;
     fn set_count(&mut self, at: u32, scope: Scope, player: PlayerRef, key: &str) -> u32;
+    /// Applies the writes in order, as the same `add`/`put` calls would.
+    fn write_counters(&mut self, writes: &[CounterWrite<'_>]);
     fn log(&mut self, level: Level, message: &str);
 }
 

@@ -743,6 +743,34 @@ impl state::Host for StoreData {
             .txn
             .set_count_at(&c, slot)))
     }
+
+    fn write_counters(&mut self, writes: Vec<state::CounterWrite>) -> wasmtime::Result<()> {
+        for w in writes {
+            self.write_counter(w)?;
+        }
+        Ok(())
+    }
+}
+
+impl StoreData {
+    /// One buffered counter write, through the same path as `add`/`put`.
+    fn write_counter(&mut self, w: state::CounterWrite) -> wasmtime::Result<()> {
+        let state::CounterWrite {
+            at,
+            scope,
+            player,
+            key,
+            op,
+        } = w;
+        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+            let lim = ctx.limits;
+            match op {
+                state::CounterOp::Add(delta) => ctx.txn.add_at(&c, slot, delta, &lim).map(drop),
+                state::CounterOp::Put(value) => ctx.txn.put_at(&c, slot, value, &lim),
+            }
+            .map_err(wasmtime::Error::new)
+        })
+    }
 }
 
 impl log::Host for StoreData {

@@ -32,7 +32,7 @@ pub use store::{StateKey, StateValue};
 use crate::event::{PlayerInfo, RawEvent, RawParticipant};
 use crate::limits;
 use crate::state::Level;
-use crate::{Batch, Config, Ctx, EventKind, Outcome, Pack, PackInfo, Stance, Team, Vec3};
+use crate::{Batch, Config, EventKind, Outcome, Pack, PackInfo, Stance, Team, Vec3};
 use store::{Ended, LifeIndex, Store, Txn};
 
 /// Server id the fixtures are decoded with.
@@ -298,10 +298,9 @@ impl<P: Pack> Harness<P> {
         }
         let batch = to_batch(events);
         let mut txn = Txn::new(&self.store, &batch, lives);
-        let result = {
-            let mut ctx = Ctx::new(&mut txn, &batch);
-            self.pack.on_batch(&mut ctx, &batch).map(|()| ctx.finish())
-        };
+        // The same path as the component: the SDK's counter cache in front
+        // of the (emulated) host.
+        let result = crate::cache::run_batch(&mut self.pack, &mut txn, &batch);
         let outcomes = result.map_err(|e| fail(format!("the pack returned an error: {e}")))?;
         if let Some(v) = txn.violation.take() {
             return Err(fail(format!("the host would refuse a state call: {v}")));

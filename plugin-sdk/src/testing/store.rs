@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::event::{Batch, PlayerRef};
 use crate::limits;
-use crate::state::{Backend, Level, Scope};
+use crate::state::{Backend, CounterOp, CounterWrite, Level, Scope};
 
 /// Where a value lives: scope, scope instance, player GUID, key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -396,6 +396,17 @@ impl Backend for Txn<'_> {
         match self.address(at, scope, player, key) {
             Some(k) => self.set(&k).len() as u32,
             None => 0,
+        }
+    }
+
+    fn write_counters(&mut self, writes: &[CounterWrite<'_>]) {
+        for w in writes {
+            match w.op {
+                CounterOp::Add(delta) => {
+                    self.add(w.at, w.scope, w.player, w.key, delta);
+                }
+                CounterOp::Put(value) => self.put(w.at, w.scope, w.player, w.key, value),
+            }
         }
     }
 

@@ -1,6 +1,7 @@
-//! A well-behaved pack for the runtime's tests and benchmark, written
-//! against the raw WIT bindings (no SDK) so the runtime is tested on its
-//! own.
+//! A well-behaved pack for the runtime's tests and benchmark, built on the
+//! SDK as real packs are, so the tests and the benchmark go through the
+//! SDK's counter cache and the host's `write-counters` as production does.
+//! (The fault pack calls the raw imports directly.)
 //!
 //! It counts kills per player. Config keys (all optional):
 //! * `id` (default `good-pack`) and `version` (default `1.0.0`);
@@ -10,37 +11,22 @@
 //!   in one match) when N >= 3, and `kills-1 … kills-K` for the rest,
 //!   unlocked when a player's lifetime kills reach k;
 //! * `weapon`: only subscribe to kills with this weapon.
+//!
+//! Every kill makes four state calls: lifetime, life, round and match.
 
-wit_bindgen::generate!({
-    path: "../../../../wit",
-    world: "achievement-pack",
-});
+use opm_plugin_sdk::AchievementInfo;
+use opm_plugin_sdk::prelude::*;
 
-use openmohaa::stats::meta::{Achievement, Progress, Subscription, Unlock};
-use openmohaa::stats::state::{self, Scope};
-use openmohaa::stats::types::EventKind;
-use std::cell::RefCell;
-
-struct Config {
+#[derive(Debug, Default)]
+struct GoodPack {
     prefix: String,
     thresholds: u64,
     streak: bool,
     match5: bool,
 }
 
-thread_local! {
-    static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
-}
-
-fn get<'a>(config: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    config
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-fn achievement(code: String, name: String, target: u64) -> Achievement {
-    Achievement {
+fn achievement(code: String, name: String, target: u64) -> AchievementInfo {
+    AchievementInfo {
         code,
         name,
         description: String::from("test achievement"),
@@ -53,115 +39,80 @@ fn achievement(code: String, name: String, target: u64) -> Achievement {
     }
 }
 
-struct Pack;
-
-impl Guest for Pack {
-    fn describe(config: Vec<(String, String)>) -> Result<PackInfo, PluginError> {
-        let id = get(&config, "id").unwrap_or("good-pack").to_string();
-        let version = get(&config, "version").unwrap_or("1.0.0").to_string();
-        let prefix = get(&config, "prefix").unwrap_or(&id).to_string();
-        let total: u64 = match get(&config, "achievements") {
-            Some(n) => n
-                .parse()
-                .map_err(|_| PluginError::BadConfig(format!("achievements: {n}")))?,
-            None => 3,
-        };
+impl Pack for GoodPack {
+    fn describe(&mut self, config: &Config) -> Result<PackInfo, PackError> {
+        let id = config.get("id").unwrap_or("good-pack").to_string();
+        let version = config.get("version").unwrap_or("1.0.0").to_string();
+        let prefix = config.get("prefix").unwrap_or(&id).to_string();
+        let total = config.get_u64("achievements", 3)?;
         if total < 1 {
-            return Err(PluginError::BadConfig(String::from(
+            return Err(PackError::BadConfig(String::from(
                 "achievements must be >= 1",
             )));
         }
         let streak = total >= 2;
         let match5 = total >= 3;
         let thresholds = total - streak as u64 - match5 as u64;
-        let mut achievements: Vec<Achievement> = (1..=thresholds)
-            .map(|k| achievement(format!("{prefix}-kills-{k}"), format!("{k} kills"), k))
-            .collect();
+        let mut info = PackInfo::new(&id, &version);
+        for k in 1..=thresholds {
+            info = info.achievement(achievement(
+                format!("{prefix}-kills-{k}"),
+                format!("{k} kills"),
+                k,
+            ));
+        }
         if streak {
-            achievements.push(achievement(
+            info = info.achievement(achievement(
                 format!("{prefix}-streak-3"),
                 String::from("Streak"),
                 3,
             ));
         }
         if match5 {
-            achievements.push(achievement(
+            info = info.achievement(achievement(
                 format!("{prefix}-match-5"),
                 String::from("Match five"),
                 5,
             ));
         }
-        let weapons = get(&config, "weapon")
-            .map(|w| vec![w.to_string()])
-            .unwrap_or_default();
-        CONFIG.with(|c| {
-            *c.borrow_mut() = Some(Config {
-                prefix,
-                thresholds,
-                streak,
-                match5,
-            })
-        });
-        Ok(PackInfo {
-            id,
-            version,
-            achievements,
-            subscriptions: vec![Subscription {
-                kinds: vec![EventKind::PlayerKill],
-                weapons,
-                maps: Vec::new(),
-            }],
-        })
+        let mut sub = Subscription::kinds(&[EventKind::PlayerKill]);
+        if let Some(w) = config.get("weapon") {
+            sub = sub.weapons(&[w]);
+        }
+        *self = GoodPack {
+            prefix,
+            thresholds,
+            streak,
+            match5,
+        };
+        Ok(info.subscribe(sub))
     }
 
-    fn on_batch(batch: Batch) -> Result<Vec<Outcome>, PluginError> {
-        CONFIG.with(|c| {
-            let c = c.borrow();
-            let Some(config) = c.as_ref() else {
-                return Err(PluginError::Internal(String::from(
-                    "describe was not called",
-                )));
-            };
-            let mut out = Vec::new();
-            for (i, ev) in batch.events.iter().enumerate() {
-                let Some(actor) = &ev.actor else { continue };
-                let at = i as u32;
-                let p = actor.player;
-                let kills = state::add(at, Scope::Lifetime, p, "kills", 1) as u64;
-                if kills <= config.thresholds {
-                    out.push(Outcome::Unlock(Unlock {
-                        player: p,
-                        code: format!("{}-kills-{kills}", config.prefix),
-                        event_id: ev.id,
-                    }));
-                } else if config.match5 && kills.is_multiple_of(10) {
-                    out.push(Outcome::Progress(Progress {
-                        player: p,
-                        code: format!("{}-match-5", config.prefix),
-                        current: kills,
-                        target: kills + 10,
-                        event_id: ev.id,
-                    }));
-                }
-                if state::add(at, Scope::Life, p, "streak", 1) == 3 && config.streak {
-                    out.push(Outcome::Unlock(Unlock {
-                        player: p,
-                        code: format!("{}-streak-3", config.prefix),
-                        event_id: ev.id,
-                    }));
-                }
-                state::add(at, Scope::Round, p, "round-kills", 1);
-                if state::add(at, Scope::Match, p, "match-kills", 1) == 5 && config.match5 {
-                    out.push(Outcome::Unlock(Unlock {
-                        player: p,
-                        code: format!("{}-match-5", config.prefix),
-                        event_id: ev.id,
-                    }));
-                }
+    fn on_batch(&mut self, ctx: &mut Ctx<'_>, batch: &Batch) -> Result<(), PackError> {
+        for ev in batch.events() {
+            let Some(p) = ev.actor() else { continue };
+            let kills = ctx.lifetime(&ev, p).add("kills", 1) as u64;
+            if kills <= self.thresholds {
+                ctx.unlock(p, &format!("{}-kills-{kills}", self.prefix), &ev);
+            } else if self.match5 && kills.is_multiple_of(10) {
+                ctx.progress(
+                    p,
+                    &format!("{}-match-5", self.prefix),
+                    kills,
+                    kills + 10,
+                    &ev,
+                );
             }
-            Ok(out)
-        })
+            if ctx.per_life(&ev, p).add("streak", 1) == 3 && self.streak {
+                ctx.unlock(p, &format!("{}-streak-3", self.prefix), &ev);
+            }
+            ctx.per_round(&ev, p).add("round-kills", 1);
+            if ctx.per_match(&ev, p).add("match-kills", 1) == 5 && self.match5 {
+                ctx.unlock(p, &format!("{}-match-5", self.prefix), &ev);
+            }
+        }
+        Ok(())
     }
 }
 
-export!(Pack);
+export_pack!(GoodPack);
