@@ -236,8 +236,26 @@ struct Outcome {
     shed_during_outage: u64,
 }
 
+/// What happens to the store (and the server) a third of the way in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outage {
+    None,
+    /// Cut, then restored under the same server process.
+    Cut,
+    /// Cut; once the queue is full the server is killed (SIGKILL), the
+    /// store restored and the server started again: the journal replays
+    /// onto a store that holds a commit the dead process never saw
+    /// confirmed.
+    CutAndCrash,
+}
+
 struct Shared {
     acked: parking_lot::Mutex<Vec<(u64, u64)>>,
+    url: parking_lot::Mutex<String>,
+    /// The sender waits at its first 429 until the server was restarted.
+    hold_at_429: bool,
+    held: AtomicBool,
+    released: AtomicBool,
     paused: AtomicBool,
     resume: AtomicBool,
     outage: AtomicBool,
@@ -256,8 +274,9 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// Streams `batches` into a fresh server whose `store` goes through a
-/// proxy; with `outage` the proxy cuts it a third of the way in.
-fn run(store: Store, batches: &[(usize, Vec<Value>)], outage: bool) -> Outcome {
+/// proxy; with an `outage` the proxy cuts it a third of the way in.
+fn run(store: Store, batches: &[(usize, Vec<Value>)], kind: Outage) -> Outcome {
+    let outage = kind != Outage::None;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let pg = (store == Store::Postgres).then(|| PgDatabase::create("outage"));
@@ -298,6 +317,10 @@ fn run(store: Store, batches: &[(usize, Vec<Value>)], outage: bool) -> Outcome {
 
     let shared = Arc::new(Shared {
         acked: Default::default(),
+        url: parking_lot::Mutex::new(server.url("/api/v1/ingest/events")),
+        hold_at_429: kind == Outage::CutAndCrash,
+        held: AtomicBool::new(false),
+        released: AtomicBool::new(false),
         paused: AtomicBool::new(false),
         resume: AtomicBool::new(false),
         outage: AtomicBool::new(false),
@@ -308,7 +331,6 @@ fn run(store: Store, batches: &[(usize, Vec<Value>)], outage: bool) -> Outcome {
     let pause_at = batches.len() / 3;
     let sender = {
         let shared = shared.clone();
-        let url = server.url("/api/v1/ingest/events");
         let bodies: Vec<(String, String)> = batches
             .iter()
             .map(|(s, b)| (tokens[*s].clone(), serde_json::to_string(b).unwrap()))
@@ -326,6 +348,7 @@ fn run(store: Store, batches: &[(usize, Vec<Value>)], outage: bool) -> Outcome {
                     }
                 }
                 loop {
+                    let url = shared.url.lock().clone();
                     let r = client
                         .post(&url)
                         .header("X-Server-Token", &token)
@@ -350,6 +373,15 @@ fn run(store: Store, batches: &[(usize, Vec<Value>)], outage: bool) -> Outcome {
                     assert_eq!(status, 429, "batch {i}: unexpected status");
                     if outage {
                         shared.shed_during_outage.fetch_add(1, Ordering::SeqCst);
+                        if shared.hold_at_429 && !shared.released.load(Ordering::SeqCst) {
+                            // Nothing in flight while the server is killed:
+                            // this batch was refused, not journaled.
+                            shared.held.store(true, Ordering::SeqCst);
+                            while !shared.released.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            continue;
+                        }
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -379,8 +411,18 @@ fn run(store: Store, batches: &[(usize, Vec<Value>)], outage: bool) -> Outcome {
             shared.shed_during_outage.load(Ordering::SeqCst) > 0
                 || shared.done.load(Ordering::SeqCst)
         });
-        shared.outage.store(false, Ordering::SeqCst);
-        proxy.restore();
+        if kind == Outage::CutAndCrash {
+            wait_until("the sender to hold", || shared.held.load(Ordering::SeqCst));
+            server.kill9();
+            shared.outage.store(false, Ordering::SeqCst);
+            proxy.restore();
+            server.restart();
+            *shared.url.lock() = server.url("/api/v1/ingest/events");
+            shared.released.store(true, Ordering::SeqCst);
+        } else {
+            shared.outage.store(false, Ordering::SeqCst);
+            proxy.restore();
+        }
     }
     sender.join().unwrap();
     server.settle();
@@ -686,14 +728,14 @@ fn check(store: Store, batches: &[(usize, Vec<Value>)], with: &Outcome, without:
     }
 }
 
-fn outage_test(store: Store) {
+fn outage_test(store: Store, kind: Outage) {
     let base_ms = opm_store::time::now_ms() - 3_600_000;
     let batches = stream(base_ms);
     let started = Instant::now();
-    let without = run(store, &batches, false);
-    let with = run(store, &batches, true);
+    let without = run(store, &batches, Outage::None);
+    let with = run(store, &batches, kind);
     eprintln!(
-        "{store:?} outage: {} batches acknowledged during the outage, {} shed with 429; both runs in {:.1} s",
+        "{store:?} {kind:?}: {} batches acknowledged during the outage, {} shed with 429; both runs in {:.1} s",
         with.acked_during_outage,
         with.shed_during_outage,
         started.elapsed().as_secs_f64()
@@ -706,7 +748,15 @@ fn postgres_outage_under_load_loses_and_duplicates_nothing() {
     if !external::available(true, false, false, "postgres outage") {
         return;
     }
-    outage_test(Store::Postgres);
+    outage_test(Store::Postgres, Outage::Cut);
+}
+
+#[test]
+fn postgres_outage_with_a_crash_during_it_loses_and_duplicates_nothing() {
+    if !external::available(true, false, false, "postgres outage and crash") {
+        return;
+    }
+    outage_test(Store::Postgres, Outage::CutAndCrash);
 }
 
 #[test]
@@ -714,5 +764,5 @@ fn clickhouse_outage_under_load_loses_and_duplicates_nothing() {
     if !external::available(false, true, false, "clickhouse outage") {
         return;
     }
-    outage_test(Store::ClickHouse);
+    outage_test(Store::ClickHouse, Outage::Cut);
 }
