@@ -4,10 +4,12 @@
 //! lets one write land and loses its reply (the client cannot know it
 //! committed), then drops every connection and refuses new ones; HTTP
 //! keeps being acknowledged until the queue fills (then 429), and the
-//! proxy is restored. The result must equal a run of the same stream
-//! without the outage: every event stored once in analytics, the unlock
-//! ledger, progress, plugin state and pack positions identical, unlocks on
-//! the events an independent recount names, the checkpoint caught up.
+//! proxy is restored (in a second PostgreSQL test the server is killed
+//! while the store is away and started again after). The result must
+//! equal a run of the same stream without the outage: every event stored
+//! once in analytics, the unlock ledger, progress, plugin state and pack
+//! positions identical, unlocks on the events an independent recount
+//! names, the checkpoint caught up.
 //!
 //! Event times are absolute and one sender sends the batches in a fixed
 //! order (429s retried), so two runs assign the same event ids and the
