@@ -27,6 +27,7 @@ const BAD: &[(&str, &str, &str, ErrorKind)] = &[
     ("oom", "oom", "5", ErrorKind::OutOfMemory),
     ("flood", "flood", "3", ErrorKind::InvalidOutput),
     ("state-flood", "state-flood", "4", ErrorKind::StateLimit),
+    ("counter-flood", "counter-flood", "4", ErrorKind::StateLimit),
     ("error", "error", "2", ErrorKind::PluginError),
     ("bad-code", "bad-code", "6", ErrorKind::InvalidOutput),
 ];

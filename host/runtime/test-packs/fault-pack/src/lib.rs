@@ -2,7 +2,7 @@
 //! WIT bindings. Config keys:
 //! * `id` (required) and `version` (default `1.0.0`); its one achievement
 //!   is `{id}-x`;
-//! * `mode`: `loop`, `panic`, `oom`, `flood`, `state-flood`, `error`,
+//! * `mode`: `loop`, `panic`, `oom`, `flood`, `state-flood`, `counter-flood`, `error`,
 //!   `bad-code`, `probe` (logs what the sandbox lets it see),
 //!   `unknown-import` (calls an import the host does not define) or `none`;
 //! * `every`: misbehave only on events whose id is a multiple of it
@@ -149,6 +149,19 @@ impl Guest for Pack {
                                 1,
                             );
                         }
+                    }
+                    "counter-flood" => {
+                        // The same cap, reached through the batched call.
+                        let writes: Vec<state::CounterWrite> = (0..1000u32)
+                            .map(|n| state::CounterWrite {
+                                at: i as u32,
+                                scope: Scope::Lifetime,
+                                player: actor.player,
+                                key: format!("k{n}"),
+                                op: state::CounterOp::Add(1),
+                            })
+                            .collect();
+                        state::write_counters(&writes);
                     }
                     "probe" => {
                         // What the sandbox lets a guest see.
