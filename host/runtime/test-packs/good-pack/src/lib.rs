@@ -18,7 +18,7 @@ use opm_plugin_sdk::AchievementInfo;
 use opm_plugin_sdk::prelude::*;
 
 #[derive(Debug, Default)]
-struct GoodPack {
+pub struct GoodPack {
     prefix: String,
     thresholds: u64,
     streak: bool,
