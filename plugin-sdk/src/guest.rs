@@ -93,7 +93,7 @@ fn participant(p: types::Participant) -> RawParticipant {
 }
 
 fn batch(b: WitBatch) -> Batch {
-    let events = b
+    let mut events: Vec<RawEvent> = b
         .events
         .into_iter()
         .map(|e| RawEvent {
@@ -114,9 +114,16 @@ fn batch(b: WitBatch) -> Batch {
             hit_location: e.hit_location,
             damage: e.damage,
             distance: e.distance,
-            extra: e.extra,
+            extra: Vec::new(),
         })
         .collect();
+    for x in b.extras {
+        // The host only names events of this batch; anything else is
+        // dropped rather than trapping the pack.
+        if let Some(ev) = events.get_mut(x.event as usize) {
+            ev.extra.push((x.name, x.value));
+        }
+    }
     let players = b
         .players
         .into_iter()

@@ -115,10 +115,16 @@ pub(crate) fn lower<'a>(events: impl IntoIterator<Item = &'a Event>) -> Lowered 
         ..Tables::default()
     };
     let mut out = Vec::new();
+    let mut extras = Vec::new();
     for ev in events {
         let actor = ev.actor.as_ref().map(|p| t.participant(p));
         let target = ev.target.as_ref().map(|p| t.participant(p));
-        let extra = ev.extra.iter().map(|(k, v)| (t.sym(k), t.sym(v))).collect();
+        let index = out.len() as u32;
+        extras.extend(ev.extra.iter().map(|(k, v)| wit::ExtraField {
+            event: index,
+            name: t.sym(k),
+            value: t.sym(v),
+        }));
         out.push(wit::Event {
             id: ev.id,
             kind: kind_to_wit(ev.kind),
@@ -137,7 +143,6 @@ pub(crate) fn lower<'a>(events: impl IntoIterator<Item = &'a Event>) -> Lowered 
             hit_location: t.sym(&ev.hit_location),
             damage: ev.damage,
             distance: ev.distance,
-            extra,
         });
     }
     Lowered {
@@ -145,6 +150,7 @@ pub(crate) fn lower<'a>(events: impl IntoIterator<Item = &'a Event>) -> Lowered 
             events: out,
             symbols: t.symbols,
             players: t.players,
+            extras,
         },
         guids: t.guids,
     }
@@ -171,7 +177,9 @@ mod tests {
         let w = l.batch.events[0].weapon as usize;
         assert_eq!(l.batch.symbols[w], "kar98");
         assert_eq!(l.batch.events[1].weapon, l.batch.events[0].weapon);
-        assert_eq!(l.batch.events[1].extra[0].1, l.batch.events[0].weapon);
+        assert_eq!(l.batch.extras.len(), 1);
+        assert_eq!(l.batch.extras[0].event, 1);
+        assert_eq!(l.batch.extras[0].value, l.batch.events[0].weapon);
         assert_eq!(l.batch.events[0].hit_location, 0);
         assert_eq!(l.guids.len(), 2);
         assert_eq!(l.batch.events[1].actor.as_ref().unwrap().player, 1);
