@@ -133,21 +133,57 @@ pub struct PlayerInfo {
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     events: Vec<RawEvent>,
-    symbols: Vec<String>,
-    players: Vec<PlayerInfo>,
+    /// The symbol table as it crosses the boundary: every symbol's text
+    /// concatenated, and the end offset of each.
+    text: String,
+    ends: Vec<u32>,
+    /// (GUID, name) symbols per player.
+    players: Vec<(Sym, Sym)>,
 }
 
 impl Batch {
-    /// Assembles a batch from its transport parts (guest glue and harness).
+    /// Assembles a batch from a symbol list and a player table (harness
+    /// and tests).
     #[doc(hidden)]
     pub fn from_parts(
         events: Vec<RawEvent>,
         symbols: Vec<String>,
         players: Vec<PlayerInfo>,
     ) -> Batch {
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(symbols.len() + 2 * players.len());
+        let mut push = |s: &str| {
+            text.push_str(s);
+            ends.push(text.len() as u32);
+            ends.len() as u32 - 1
+        };
+        for s in &symbols {
+            push(s);
+        }
+        let players = players
+            .iter()
+            .map(|p| (push(&p.guid), push(&p.name)))
+            .collect();
         Batch {
             events,
-            symbols,
+            text,
+            ends,
+            players,
+        }
+    }
+
+    /// Assembles a batch from the contract's wire form (guest glue).
+    #[doc(hidden)]
+    pub fn from_wire(
+        events: Vec<RawEvent>,
+        text: String,
+        ends: Vec<u32>,
+        players: Vec<(Sym, Sym)>,
+    ) -> Batch {
+        Batch {
+            events,
+            text,
+            ends,
             players,
         }
     }
@@ -177,14 +213,19 @@ impl Batch {
     }
 
     pub(crate) fn sym(&self, sym: Sym) -> &str {
-        self.symbols
-            .get(sym as usize)
-            .map(String::as_str)
-            .unwrap_or("")
+        let i = sym as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).copied().unwrap_or(0) as usize,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
+        self.text.get(start..end).unwrap_or("")
     }
 
-    pub(crate) fn player_info(&self, player: PlayerRef) -> Option<&PlayerInfo> {
-        self.players.get(player as usize)
+    /// A player's (GUID, name), if the batch has the player.
+    pub(crate) fn player_info(&self, player: PlayerRef) -> Option<(&str, &str)> {
+        let &(guid, name) = self.players.get(player as usize)?;
+        Some((self.sym(guid), self.sym(name)))
     }
 
     pub(crate) fn raw(&self, index: u32) -> &RawEvent {
@@ -388,7 +429,7 @@ impl<'a> PlayerView<'a> {
     pub fn guid(&self) -> &'a str {
         self.batch
             .player_info(self.p.player)
-            .map(|i| i.guid.as_str())
+            .map(|(guid, _)| guid)
             .unwrap_or("")
     }
 
@@ -396,7 +437,7 @@ impl<'a> PlayerView<'a> {
     pub fn name(&self) -> &'a str {
         self.batch
             .player_info(self.p.player)
-            .map(|i| i.name.as_str())
+            .map(|(_, name)| name)
             .unwrap_or("")
     }
 

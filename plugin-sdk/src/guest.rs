@@ -1,11 +1,14 @@
 //! The Wasm side: generated bindings and the glue between them and the
 //! author-facing types. Only compiled for `wasm32`.
 
-use crate::event::{PlayerInfo, RawEvent, RawParticipant};
+use crate::event::{RawEvent, RawParticipant};
 use crate::state::{Backend, CounterOp, CounterWrite, Level, Scope};
 use crate::{Batch, Config, EventKind, Outcome, Pack, PackError, PlayerRef, Stance, Team, Vec3};
 
 #[doc(hidden)]
+// The generated export glue takes the batch record flattened (ten
+// pointer/length words): the canonical ABI's shape, not ours.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
@@ -124,15 +127,8 @@ fn batch(b: WitBatch) -> Batch {
             ev.extra.push((x.name, x.value));
         }
     }
-    let players = b
-        .players
-        .into_iter()
-        .map(|p| PlayerInfo {
-            guid: p.guid,
-            name: p.name,
-        })
-        .collect();
-    Batch::from_parts(events, b.symbols, players)
+    let players = b.players.into_iter().map(|p| (p.guid, p.name)).collect();
+    Batch::from_wire(events, b.symbol_text, b.symbol_ends, players)
 }
 
 /// The real host imports.

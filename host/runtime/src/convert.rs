@@ -45,7 +45,8 @@ impl LowerCache {
 
 #[derive(Default)]
 struct Tables {
-    symbols: Vec<String>,
+    text: String,
+    ends: Vec<u32>,
     symbol_index: FxMap<Str, u32>,
     players: Vec<wit::PlayerInfo>,
     guids: Vec<Str>,
@@ -60,8 +61,9 @@ impl Tables {
         if let Some(&i) = self.symbol_index.get(s) {
             return i;
         }
-        let i = self.symbols.len() as u32;
-        self.symbols.push(s.to_string());
+        let i = self.ends.len() as u32;
+        self.text.push_str(s);
+        self.ends.push(self.text.len() as u32);
         self.symbol_index.insert(s.clone(), i);
         i
     }
@@ -71,10 +73,8 @@ impl Tables {
             return i;
         }
         let i = self.players.len() as u32;
-        self.players.push(wit::PlayerInfo {
-            guid: p.guid.to_string(),
-            name: p.name.to_string(),
-        });
+        let (guid, name) = (self.sym(&p.guid), self.sym(&p.name));
+        self.players.push(wit::PlayerInfo { guid, name });
         self.guids.push(p.guid.clone());
         self.player_index.insert(p.guid.clone(), i);
         i
@@ -111,7 +111,8 @@ impl Tables {
 /// Lowers `events` (already routed) into one WIT batch.
 pub(crate) fn lower<'a>(events: impl IntoIterator<Item = &'a Event>) -> Lowered {
     let mut t = Tables {
-        symbols: vec![String::new()],
+        // Symbol 0 is "": it ends at byte 0.
+        ends: vec![0],
         ..Tables::default()
     };
     let mut out = Vec::new();
@@ -148,7 +149,8 @@ pub(crate) fn lower<'a>(events: impl IntoIterator<Item = &'a Event>) -> Lowered 
     Lowered {
         batch: wit::Batch {
             events: out,
-            symbols: t.symbols,
+            symbol_text: t.text,
+            symbol_ends: t.ends,
             players: t.players,
             extras,
         },
@@ -173,9 +175,18 @@ mod tests {
         b.target = None;
         b.extra = vec![(Arc::from("k"), Arc::from("kar98"))];
         let l = lower([&a, &b]);
-        assert_eq!(l.batch.symbols[0], "");
-        let w = l.batch.events[0].weapon as usize;
-        assert_eq!(l.batch.symbols[w], "kar98");
+        let sym = |i: u32| {
+            let b = &l.batch;
+            let start = if i == 0 {
+                0
+            } else {
+                b.symbol_ends[i as usize - 1]
+            };
+            &b.symbol_text[start as usize..b.symbol_ends[i as usize] as usize]
+        };
+        assert_eq!(sym(0), "");
+        assert_eq!(sym(l.batch.events[0].weapon), "kar98");
+        assert_eq!(sym(l.batch.events[0].map_name), "dm/mohdm1");
         assert_eq!(l.batch.events[1].weapon, l.batch.events[0].weapon);
         assert_eq!(l.batch.extras.len(), 1);
         assert_eq!(l.batch.extras[0].event, 1);
@@ -183,7 +194,7 @@ mod tests {
         assert_eq!(l.batch.events[0].hit_location, 0);
         assert_eq!(l.guids.len(), 2);
         assert_eq!(l.batch.events[1].actor.as_ref().unwrap().player, 1);
-        assert_eq!(l.batch.players[1].guid, "g2");
+        assert_eq!(sym(l.batch.players[1].guid), "g2");
         assert_eq!(l.batch.events[0].actor.as_ref().unwrap().health, -1);
     }
 }

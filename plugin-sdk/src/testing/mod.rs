@@ -349,7 +349,7 @@ impl<P: Pack> Harness<P> {
                 )));
             }
             golden.push(GoldenOutcome {
-                player: info.guid.clone(),
+                player: info.0.to_string(),
                 code,
                 kind,
                 event_id,

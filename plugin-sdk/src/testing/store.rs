@@ -228,7 +228,7 @@ impl<'a> Txn<'a> {
             ));
             return None;
         }
-        let guid = info.guid.clone();
+        let guid = info.0.to_string();
         let instance = match scope {
             Scope::Lifetime => String::new(),
             Scope::Session => ev.session().to_string(),

@@ -2,6 +2,10 @@
 //! `weapon_class` (`rifle`, `smg` or `other`) to kill events, and with
 //! config `mode=panic` panics instead.
 
+// The generated export glue takes the batch record flattened (ten
+// pointer/length words), which is the canonical ABI's shape, not ours.
+#![allow(clippy::too_many_arguments)]
+
 wit_bindgen::generate!({
     path: "../../../../wit",
     world: "enricher",
@@ -35,7 +39,12 @@ impl Guest for Enricher {
             .iter()
             .enumerate()
             .map(|(i, ev)| {
-                let weapon = batch.symbols[ev.weapon as usize].as_str();
+                let i_sym = ev.weapon as usize;
+                let start = match i_sym {
+                    0 => 0,
+                    n => batch.symbol_ends[n - 1] as usize,
+                };
+                let weapon = &batch.symbol_text[start..batch.symbol_ends[i_sym] as usize];
                 let class = match weapon {
                     "kar98" | "springfield" => "rifle",
                     "thompson" | "mp40" => "smg",
