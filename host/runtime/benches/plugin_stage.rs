@@ -1,15 +1,17 @@
 //! Cost of the plugin stage: nanoseconds per event per subscribed pack,
 //! 64-event batches of kills (every event reaches every pack).
 //!
-//! * `achievements_{1,50,500}`: four copies of the test good pack declaring
-//!   1, 50 and 500 achievements; four state calls per event (lifetime,
-//!   life, round, match).
+//! * `achievements_{1,50,500}`: four copies of the test good pack (built on
+//!   the SDK, like production packs) declaring 1, 50 and 500 achievements;
+//!   four state calls per event (lifetime, life, round, match), served by
+//!   the SDK's per-batch counter cache: one host read per distinct counter,
+//!   one `write-counters` call per batch.
 //! * `milestones`: the bundled `plugins/milestones` pack (what production
-//!   runs, built with the SDK): one lifetime `add` per kill, a second for
-//!   the quarter of kills that are headshots, a progress outcome now and
-//!   then.
+//!   runs): one lifetime `add` per kill, a second for the quarter of kills
+//!   that are headshots, a progress outcome now and then.
 //!
-//! Run: `CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo bench --profile dev -p opm-plugin-runtime --bench plugin_stage -- --warm-up-time 1 --measurement-time 3`
+//! Run (release build, the numbers in docs/runtime.md):
+//! `cargo bench -p opm-plugin-runtime --bench plugin_stage -- --warm-up-time 1 --measurement-time 3`
 
 use std::path::Path;
 use std::sync::Arc;
