@@ -42,6 +42,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }),
         )
+        // Reports (loadgen, import, plugin tools) own stdout.
+        .with_writer(std::io::stderr)
         .init();
     match cli.command {
         Command::Serve(config) => {

@@ -2,26 +2,14 @@
 //! byte for byte, and `opm-stats import` feeds it through the pipeline into
 //! the stores with every event and the tracker's lifecycle events.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use opm_model::EventKind;
 
 fn opm(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_opm-stats"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .env_remove("CLICKHOUSE_URL")
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("run opm-stats");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::opm(args, &[])
 }
 
 #[test]

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Server;
-use external::{ChDatabase, PgDatabase, Proxy, Trigger};
+use external::{ChDatabase, HEADSHOT_LADDER, KILL_LADDER, PgDatabase, Proxy, Trigger};
 use opm_model::Event;
 use serde_json::{Value, json};
 
@@ -35,24 +35,6 @@ const BATCH: usize = 40;
 /// Small enough that a stalled pipeline fills it long before the stream
 /// ends, so the outage must end in 429s.
 const QUEUE: &str = "3000";
-
-/// The milestones pack's ladders (plugins/milestones): kills, headshots.
-const KILL_LADDER: &[(&str, u64)] = &[
-    ("first_blood", 1),
-    ("marksman", 100),
-    ("soldier", 500),
-    ("veteran", 1_000),
-    ("war_hero", 5_000),
-    ("legend", 10_000),
-    ("immortal", 50_000),
-    ("god_of_war", 100_000),
-];
-const HEADSHOT_LADDER: &[(&str, u64)] = &[
-    ("headshot_rookie", 10),
-    ("headhunter", 100),
-    ("headshot_expert", 500),
-    ("executioner", 1_000),
-];
 
 struct Rng(u64);
 

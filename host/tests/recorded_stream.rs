@@ -16,30 +16,12 @@ mod external;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use common::Server;
-use external::{ChDatabase, PgDatabase, RedisPrefix};
+use common::{Server, opm};
+use external::{ChDatabase, HEADSHOT_LADDER, KILL_LADDER, PgDatabase, RedisPrefix};
 use serde_json::Value;
 
-/// The milestones pack's ladders (plugins/milestones/src/lib.rs).
-const KILL_LADDER: &[(&str, u64)] = &[
-    ("first_blood", 1),
-    ("marksman", 100),
-    ("soldier", 500),
-    ("veteran", 1_000),
-    ("war_hero", 5_000),
-    ("legend", 10_000),
-    ("immortal", 50_000),
-    ("god_of_war", 100_000),
-];
-const HEADSHOT_LADDER: &[(&str, u64)] = &[
-    ("headshot_rookie", 10),
-    ("headhunter", 100),
-    ("headshot_expert", 500),
-    ("executioner", 1_000),
-];
 /// The SDK reports progress every 5 % of the next rung.
 fn progress_step(target: u64) -> u64 {
     (target / 20).max(1)
@@ -58,24 +40,6 @@ const CLOCK_FIELDS: &[&str] = &[
     "unlocked_date",
     "updated_at",
 ];
-
-fn opm(args: &[&str], env: &[(&str, String)]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_opm-stats"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .env_remove("CLICKHOUSE_URL")
-        .env_remove("REDIS_URL")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("run opm-stats");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[derive(Default, Debug, Clone)]
 struct Player {

@@ -195,6 +195,10 @@ pub struct Pipeline {
     sinks: Arc<Vec<Arc<dyn EventSink>>>,
     plugins: Option<Arc<dyn PluginStage>>,
     stop: Arc<AtomicBool>,
+    /// One checkpoint at a time: the checkpointer thread and a draining
+    /// caller must not interleave, or an older tracker snapshot could
+    /// overwrite a newer one under a newer checkpoint.
+    checkpointing: Mutex<()>,
 }
 
 fn shard(server: &str, n: usize) -> usize {
@@ -265,6 +269,7 @@ impl Pipeline {
             sinks,
             plugins,
             stop: Arc::new(AtomicBool::new(false)),
+            checkpointing: Mutex::new(()),
         }
     }
 
@@ -300,6 +305,7 @@ impl Pipeline {
     /// Flushes the stores and advances the journal checkpoint; returns the
     /// new checkpoint.
     pub fn checkpoint(&self, journal: &JournalHandle) -> Result<u64, String> {
+        let _one_at_a_time = self.checkpointing.lock();
         let done = self.progress.done();
         if done <= journal.checkpoint() {
             // Records replayed below an old checkpoint still hold slots.

@@ -287,3 +287,23 @@ pub fn mqtt_publish(topic_payloads: &[(String, Vec<u8>)]) {
         client.disconnect().await.ok();
     });
 }
+
+/// Runs an `opm-stats` command to completion against the embedded stores
+/// unless `env` names others; panics with its stderr when it fails.
+pub fn opm(args: &[&str], env: &[(&str, String)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_opm-stats"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .env_remove("CLICKHOUSE_URL")
+        .env_remove("REDIS_URL")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run opm-stats");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -15,6 +15,25 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The milestones pack's ladders (plugins/milestones/src/lib.rs): the
+/// unlocks the suites recount from the raw stream.
+pub const KILL_LADDER: &[(&str, u64)] = &[
+    ("first_blood", 1),
+    ("marksman", 100),
+    ("soldier", 500),
+    ("veteran", 1_000),
+    ("war_hero", 5_000),
+    ("legend", 10_000),
+    ("immortal", 50_000),
+    ("god_of_war", 100_000),
+];
+pub const HEADSHOT_LADDER: &[(&str, u64)] = &[
+    ("headshot_rookie", 10),
+    ("headhunter", 100),
+    ("headshot_expert", 500),
+    ("executioner", 1_000),
+];
+
 pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const CLICKHOUSE: &str = "http://127.0.0.1:8123";
 pub const REDIS: &str = "redis://127.0.0.1:6379/0";
