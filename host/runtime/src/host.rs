@@ -107,6 +107,9 @@ pub(crate) struct PackEntry {
     positions: Mutex<HashMap<Str, u64>>,
     health: Mutex<Health>,
     queues: Vec<Mutex<VecDeque<Event>>>,
+    /// Emptied transactions with their tables' capacity, for the next
+    /// batches (at most one per worker).
+    spare_txns: Mutex<Vec<Txn>>,
     lagging: AtomicBool,
     logs: Arc<Mutex<VecDeque<LogLine>>>,
     failures: AtomicU64,
@@ -641,6 +644,7 @@ impl Inner {
                 queues: (0..self.cfg.workers)
                     .map(|_| Mutex::new(VecDeque::new()))
                     .collect(),
+                spare_txns: Mutex::new(Vec::new()),
                 lagging: AtomicBool::new(false),
                 logs: Arc::new(Mutex::new(VecDeque::new())),
                 failures: AtomicU64::new(0),
@@ -1045,16 +1049,20 @@ impl Inner {
         let lowered = lc.get(events, sel);
         let n = sel.len();
         {
+            let txn = entry.spare_txns.lock().pop().unwrap_or_default();
             let data = warm.store.data_mut();
             data.log.lines = 0;
             data.log.dropped = 0;
+            let spare = std::mem::take(&mut data.spare);
             data.call = Some(CallCtx::new(
                 entry.committed.clone(),
                 infos.clone(),
-                sel.to_vec(),
+                sel,
                 lowered.clone(),
                 self.book.clone(),
                 self.limits(),
+                txn,
+                spare,
             ));
         }
         self.arm(&mut warm.store, self.cfg.batch_ticks(n));
@@ -1065,11 +1073,18 @@ impl Inner {
         if high_water > gauge.get() {
             gauge.set(high_water);
         }
-        let ctx = warm.store.data_mut().call.take().expect("set above");
+        let (txn, spare) = warm
+            .store
+            .data_mut()
+            .call
+            .take()
+            .expect("set above")
+            .finish();
+        warm.store.data_mut().spare = spare;
         let fault = match r {
             Err(e) => (sandbox::classify(&e), format!("{e:#}")),
             Ok(Err(pe)) => (ErrorKind::PluginError, format!("{pe:?}")),
-            Ok(Ok(outs)) => match self.outcomes(version, events, sel, &ctx.lowered.guids, outs) {
+            Ok(Ok(outs)) => match self.outcomes(version, events, sel, &lowered.guids, outs) {
                 Ok(outcomes) => {
                     let mut positions: HashMap<Str, u64> = HashMap::new();
                     for &i in sel {
@@ -1079,7 +1094,7 @@ impl Inner {
                     let mut positions: Vec<_> = positions.into_iter().collect();
                     positions.sort();
                     return Ok(Prepared {
-                        txn: ctx.txn,
+                        txn,
                         outcomes,
                         positions,
                         events: n,
@@ -1089,8 +1104,21 @@ impl Inner {
             },
         };
         *slot = None;
+        self.recycle(entry, txn);
         self.metrics.recycles.with_label_values(&[&*entry.id]).inc();
         Err(fault)
+    }
+
+    /// Keeps an emptied `txn` for the pack's next batch.
+    fn recycle(&self, entry: &PackEntry, mut txn: Txn) {
+        if !txn.has_capacity() {
+            return;
+        }
+        txn.clear();
+        let mut spare = entry.spare_txns.lock();
+        if spare.len() < self.cfg.workers {
+            spare.push(txn);
+        }
     }
 
     /// Checks and resolves a batch's outcomes to stable identities.
@@ -1165,6 +1193,8 @@ impl Inner {
         let mut committed = entry.committed.lock();
         let writes = p.txn.resolve(&committed, &entry.id, ended);
         if writes.is_empty() && p.outcomes.is_empty() && p.positions.is_empty() {
+            drop(committed);
+            self.recycle(entry, p.txn);
             return Ok(());
         }
         let commit = Commit {
@@ -1180,11 +1210,18 @@ impl Inner {
                 pack: entry.id.to_string(),
                 message: e.to_string(),
             })?;
-        state::apply(&mut committed, &commit.writes);
+        let Commit {
+            writes,
+            outcomes,
+            positions,
+            ..
+        } = commit;
+        state::apply(&mut committed, writes);
         drop(committed);
+        self.recycle(entry, p.txn);
         {
             let mut pos = entry.positions.lock();
-            for (server, id) in &commit.positions {
+            for (server, id) in &positions {
                 let slot = pos.entry(server.clone()).or_default();
                 *slot = (*slot).max(*id);
             }
@@ -1199,7 +1236,7 @@ impl Inner {
             self.metrics
                 .outcomes
                 .with_label_values(&labels)
-                .inc_by(commit.outcomes.len() as u64);
+                .inc_by(outcomes.len() as u64);
             let mut h = entry.health.lock();
             if h.recent.is_empty()
                 && h.released_at
@@ -1209,7 +1246,7 @@ impl Inner {
                 h.released_at = None;
             }
         }
-        out.extend(commit.outcomes);
+        out.extend(outcomes);
         Ok(())
     }
 }

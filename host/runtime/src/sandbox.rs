@@ -370,28 +370,78 @@ pub(crate) struct CallCtx {
     pub players: Vec<u32>,
 }
 
+/// A call context's tables, kept empty between batches with their
+/// capacity (growing them from nothing on every batch was a visible cost).
+#[derive(Default)]
+pub(crate) struct Spare {
+    index: Vec<usize>,
+    instances: FxMap<(u32, u32), u32>,
+    formatted: FxMap<(usize, u32, u8), u32>,
+    players: Vec<u32>,
+}
+
 impl CallCtx {
+    /// `txn` must be empty (new or `Txn::clear`ed); `spare` lends its
+    /// tables (see [`CallCtx::finish`]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         committed: Arc<Mutex<Committed>>,
         events: Arc<Vec<EventInfo>>,
-        index: Vec<usize>,
+        sel: &[usize],
         lowered: Arc<crate::convert::Lowered>,
         book: Arc<Mutex<LifeBook>>,
         limits: TxnLimits,
+        txn: Txn,
+        spare: Spare,
     ) -> CallCtx {
-        let players = vec![u32::MAX; lowered.guids.len()];
+        let Spare {
+            mut index,
+            instances,
+            formatted,
+            mut players,
+        } = spare;
+        index.clear();
+        index.extend_from_slice(sel);
+        players.clear();
+        players.resize(lowered.guids.len(), u32::MAX);
         CallCtx {
             committed,
             events,
             index,
             lowered,
             book,
-            txn: Txn::default(),
+            txn,
             limits,
-            instances: FxMap::default(),
-            formatted: FxMap::default(),
+            instances,
+            formatted,
             players,
         }
+    }
+
+    /// Splits the finished call into its transaction and its tables,
+    /// emptied for the next call.
+    pub(crate) fn finish(self) -> (Txn, Spare) {
+        let CallCtx {
+            txn,
+            mut index,
+            mut instances,
+            mut formatted,
+            mut players,
+            ..
+        } = self;
+        index.clear();
+        instances.clear();
+        formatted.clear();
+        players.clear();
+        (
+            txn,
+            Spare {
+                index,
+                instances,
+                formatted,
+                players,
+            },
+        )
     }
 
     fn slot(
@@ -536,6 +586,8 @@ pub(crate) struct StoreData {
     table: ResourceTable,
     pub limiter: Limiter,
     pub call: Option<CallCtx>,
+    /// The last call's tables, for the next one.
+    pub spare: Spare,
     pub log: LogCtx,
     /// Fuel given for the current call (tooling engine only).
     pub fuel_armed: u64,
@@ -567,6 +619,7 @@ pub(crate) fn new_store(
             high_water: 0,
         },
         call: None,
+        spare: Spare::default(),
         fuel_armed: 0,
         log: LogCtx {
             pack,

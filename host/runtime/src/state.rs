@@ -272,12 +272,38 @@ enum Pending {
     Counter {
         base: Option<i64>,
         delta: i64,
-        seen: Option<(u64, i64)>,
+        seen: Option<Seen>,
     },
     /// Empty deletes.
     Blob(Vec<u8>),
     /// Members this batch added that were not committed when it added them.
     Set(BTreeSet<String>),
+}
+
+/// What a committed lookup found for a slot, valid while
+/// `Committed::generation` is still `generation`: nothing was committed in
+/// between, so the lookup would find the same again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seen {
+    generation: u64,
+    /// A committed value of any type exists there.
+    exists: bool,
+    /// Its counter value (0 when absent or not a counter).
+    counter: i64,
+}
+
+impl Seen {
+    fn of(c: &Committed, v: Option<&StateValue>) -> Seen {
+        Seen {
+            generation: c.generation,
+            exists: v.is_some(),
+            counter: counter(v),
+        }
+    }
+
+    fn valid(self, c: &Committed) -> Option<Seen> {
+        (self.generation == c.generation).then_some(self)
+    }
 }
 
 /// Strings a transaction has seen, as small ids: the write buffer is keyed
@@ -319,6 +345,11 @@ impl Interner {
     fn get(&self, i: u32) -> &Str {
         &self.strs[i as usize]
     }
+
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.strs.clear();
+    }
 }
 
 /// A slot by interned ids (valid for the transaction that made them).
@@ -359,6 +390,10 @@ pub(crate) struct TxnLimits {
 #[derive(Debug, Default)]
 pub(crate) struct Txn {
     writes: FxMap<Id, Pending>,
+    /// Committed lookups of slots this batch read but has not written, so
+    /// the write that usually follows (the SDK's cache reads a counter,
+    /// then hands its write over) and the commit do not look it up again.
+    reads: FxMap<Id, Seen>,
     /// Keys this batch creates, per player id.
     new_keys: FxMap<u32, usize>,
     pub(crate) insts: Interner,
@@ -376,6 +411,22 @@ pub(crate) struct Slot {
 }
 
 impl Txn {
+    /// Empties the transaction but keeps its tables' capacity, so the next
+    /// batch of the pack does not grow them again from nothing.
+    pub(crate) fn clear(&mut self) {
+        self.writes.clear();
+        self.reads.clear();
+        self.new_keys.clear();
+        self.insts.clear();
+        self.players.clear();
+        self.keys.clear();
+    }
+
+    /// Whether `clear` would keep anything worth reusing.
+    pub(crate) fn has_capacity(&self) -> bool {
+        self.writes.capacity() > 0 || self.reads.capacity() > 0
+    }
+
     #[cfg(test)]
     /// Interns a named slot.
     pub(crate) fn id(&mut self, s: &Slot) -> Id {
@@ -408,6 +459,16 @@ impl Txn {
         )
     }
 
+    /// The committed lookup for `id`, from `reads` while it is valid.
+    fn seen(&mut self, c: &Committed, id: Id) -> Seen {
+        if let Some(s) = self.reads.get(&id).and_then(|s| s.valid(c)) {
+            return s;
+        }
+        let s = Seen::of(c, self.committed(c, id));
+        self.reads.insert(id, s);
+        s
+    }
+
     /// Counts a key this batch creates against the player's cap.
     fn claim_key(&mut self, c: &Committed, player: u32, lim: &TxnLimits) -> Result<(), StateLimit> {
         let held =
@@ -422,21 +483,21 @@ impl Txn {
     /// Makes room for a write; fails when it would create a key beyond the
     /// player's cap.
     fn reserve(&mut self, c: &Committed, id: Id, lim: &TxnLimits) -> Result<(), StateLimit> {
-        if self.writes.contains_key(&id) || self.committed(c, id).is_some() {
+        if self.writes.contains_key(&id) || self.seen(c, id).exists {
             return Ok(());
         }
         self.claim_key(c, id.player, lim)
     }
 
     #[cfg(test)]
-    pub(crate) fn get(&self, c: &Committed, s: &Slot) -> i64 {
+    pub(crate) fn get(&mut self, c: &Committed, s: &Slot) -> i64 {
         match self.find(s) {
             Some(id) => self.get_at(c, id),
             None => counter(c.get(s.scope, &s.inst, &s.player, &s.key)),
         }
     }
 
-    pub(crate) fn get_at(&self, c: &Committed, id: Id) -> i64 {
+    pub(crate) fn get_at(&mut self, c: &Committed, id: Id) -> i64 {
         match self.writes.get(&id) {
             Some(Pending::Counter {
                 base: Some(base),
@@ -444,10 +505,15 @@ impl Txn {
                 ..
             }) => base.wrapping_add(*delta),
             Some(Pending::Counter {
-                base: None, delta, ..
-            }) => counter(self.committed(c, id)).wrapping_add(*delta),
+                base: None,
+                delta,
+                seen,
+            }) => match seen.and_then(|s| s.valid(c)) {
+                Some(s) => s.counter.wrapping_add(*delta),
+                None => counter(self.committed(c, id)).wrapping_add(*delta),
+            },
             Some(_) => 0,
-            None => counter(self.committed(c, id)),
+            None => self.seen(c, id).counter,
         }
     }
 
@@ -479,18 +545,21 @@ impl Txn {
                     seen,
                 } => {
                     *d = d.wrapping_add(delta);
-                    let base = match (*base, *seen) {
+                    let base = match (*base, seen.and_then(|s| s.valid(c))) {
                         (Some(b), _) => b,
-                        (None, Some((g, v))) if g == c.generation => v,
-                        (None, _) => {
-                            let v = counter(c.get(
-                                id.scope,
-                                self.insts.get(id.inst),
-                                self.players.get(id.player),
-                                self.keys.get(id.key),
-                            ));
-                            *seen = Some((c.generation, v));
-                            v
+                        (None, Some(s)) => s.counter,
+                        (None, None) => {
+                            let s = Seen::of(
+                                c,
+                                c.get(
+                                    id.scope,
+                                    self.insts.get(id.inst),
+                                    self.players.get(id.player),
+                                    self.keys.get(id.key),
+                                ),
+                            );
+                            *seen = Some(s);
+                            s.counter
                         }
                     };
                     return Ok(base.wrapping_add(*d));
@@ -505,20 +574,19 @@ impl Txn {
                 }
             }
         }
-        let current = self.committed(c, id);
-        if current.is_none() {
+        let seen = self.seen(c, id);
+        if !seen.exists {
             self.claim_key(c, id.player, lim)?;
         }
-        let committed = counter(current);
         self.writes.insert(
             id,
             Pending::Counter {
                 base: None,
                 delta,
-                seen: Some((c.generation, committed)),
+                seen: Some(seen),
             },
         );
-        Ok(committed.wrapping_add(delta))
+        Ok(seen.counter.wrapping_add(delta))
     }
 
     #[cfg(test)]
@@ -689,7 +757,7 @@ impl Txn {
     /// its lock) and adds deletions for every ended instance. Returns the
     /// writes in key order, ready for `StateStore::commit` and `apply`.
     pub(crate) fn resolve(
-        self,
+        &self,
         c: &Committed,
         pack: &Str,
         ended: &EndedSet,
@@ -701,6 +769,29 @@ impl Txn {
             let inst = self.insts.get(id.inst);
             let player = self.players.get(id.player);
             let key = self.keys.get(id.key);
+            let covered = ended.covers(scope, inst, player);
+            // A counter that stays needs no committed lookup when the one
+            // this batch made is still valid (or a `put` gave its base).
+            if let Pending::Counter { base, delta, seen } = p
+                && !covered
+            {
+                let base = match (base, seen.and_then(|s| s.valid(c))) {
+                    (Some(b), _) => *b,
+                    (None, Some(s)) => s.counter,
+                    (None, None) => counter(c.get(scope, inst, player, key)),
+                };
+                out.push((
+                    StateKey {
+                        pack: pack.clone(),
+                        scope,
+                        instance: inst.clone(),
+                        player: player.clone(),
+                        key: key.clone(),
+                    },
+                    Some(StateValue::Counter(base.wrapping_add(*delta))),
+                ));
+                continue;
+            }
             let current = c.get(scope, inst, player, key);
             let value = match p {
                 Pending::Counter { base, delta, .. } => {
@@ -723,11 +814,7 @@ impl Txn {
                     Some(StateValue::Set(m))
                 }
             };
-            let value = if ended.covers(scope, inst, player) {
-                None
-            } else {
-                value
-            };
+            let value = if covered { None } else { value };
             // A delete of something that was never committed is noise.
             if value.is_none() && current.is_none() {
                 continue;
@@ -776,16 +863,12 @@ impl Txn {
 }
 
 /// Applies resolved writes to the in-memory committed state.
-pub(crate) fn apply(c: &mut Committed, writes: &[(StateKey, Option<StateValue>)]) {
+/// Takes them by value: the store has them already, and moving the names
+/// and values in saves a clone and a drop of each.
+pub(crate) fn apply(c: &mut Committed, writes: Vec<(StateKey, Option<StateValue>)>) {
     c.generation = c.generation.wrapping_add(1);
     for (k, v) in writes {
-        c.set(
-            k.scope,
-            k.instance.clone(),
-            k.player.clone(),
-            k.key.clone(),
-            v.clone(),
-        );
+        c.set(k.scope, k.instance, k.player, k.key, v);
     }
 }
 
@@ -1063,7 +1146,7 @@ mod tests {
         let mut t = Txn::default();
         t.put(&c, &k, 10, &LIM).unwrap();
         let w = t.resolve(&c, &pack(), &EndedSet::default());
-        apply(&mut c, &w);
+        apply(&mut c, w);
         let mut t = Txn::default();
         assert_eq!(t.get(&c, &k), 10);
         assert_eq!(t.add(&c, &k, 5, &LIM).unwrap(), 15);
@@ -1072,10 +1155,10 @@ mod tests {
         let mut other = Txn::default();
         other.add(&c, &k, 1, &LIM).unwrap();
         let w = other.resolve(&c, &pack(), &EndedSet::default());
-        apply(&mut c, &w);
+        apply(&mut c, w);
         let w = t.resolve(&c, &pack(), &EndedSet::default());
         assert_eq!(w[0].1, Some(StateValue::Counter(16)));
-        apply(&mut c, &w);
+        apply(&mut c, w);
         assert_eq!(Txn::default().get(&c, &k), 16);
     }
 
@@ -1102,7 +1185,7 @@ mod tests {
         assert!(!t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
         assert_eq!(t.set_count(&c, &set), 1);
         let w = t.resolve(&c, &pack(), &EndedSet::default());
-        apply(&mut c, &w);
+        apply(&mut c, w);
         let mut t = Txn::default();
         assert!(!t.set_insert(&c, &set, "m1".into(), &LIM).unwrap());
         assert!(t.set_insert(&c, &set, "m2".into(), &LIM).unwrap());
@@ -1112,7 +1195,7 @@ mod tests {
         ));
         t.put_blob(&c, &b, Vec::new(), &LIM).unwrap();
         let w = t.resolve(&c, &pack(), &EndedSet::default());
-        apply(&mut c, &w);
+        apply(&mut c, w);
         assert_eq!(Txn::default().get_blob(&c, &b), Vec::<u8>::new());
         assert_eq!(Txn::default().set_count(&c, &set), 2);
         assert_eq!(c.len(), 1);
@@ -1168,7 +1251,7 @@ mod tests {
             t.add(&c, k, 1, &lim).unwrap();
         }
         let w = t.resolve(&c, &pack(), &EndedSet::default());
-        apply(&mut c, &w);
+        apply(&mut c, w);
         assert_eq!(c.len(), 5);
         let mut t = Txn::default();
         t.add(&c, &life, 1, &lim).unwrap();
@@ -1182,7 +1265,7 @@ mod tests {
         );
         assert_eq!(w.len(), 2);
         assert!(w.iter().all(|(_, v)| v.is_none()));
-        apply(&mut c, &w);
+        apply(&mut c, w);
         assert_eq!(c.len(), 3);
         let w = Txn::default().resolve(
             &c,
@@ -1190,7 +1273,7 @@ mod tests {
             &EndedSet::new(vec![Ended::Match(Arc::from("m1"))]),
         );
         assert_eq!(w.len(), 1);
-        apply(&mut c, &w);
+        apply(&mut c, w);
         assert_eq!(c.snapshot(&pack())[0].0.instance.as_ref(), "m10#1");
         assert_eq!(c.keys_of(&Arc::from("a")), 1);
     }
