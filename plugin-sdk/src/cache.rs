@@ -126,16 +126,16 @@ impl<'b> Cache<'b> {
         let ev = self.batch.raw(at);
         Some(match scope {
             Scope::Lifetime => (scope, 0, 0, player),
-            Scope::Session => (scope, ev.session, 0, player),
-            Scope::Match => (scope, ev.match_id, 0, player),
-            Scope::Round => (scope, ev.match_id, ev.round, player),
+            Scope::Session => (scope, ev.session(), 0, player),
+            Scope::Match => (scope, ev.match_id(), 0, player),
+            Scope::Round => (scope, ev.match_id(), ev.round(), player),
             Scope::Life => {
                 // Actor first, as the host looks.
-                let p = [&ev.actor, &ev.target]
+                let p = [ev.actor(), ev.target()]
                     .into_iter()
                     .flatten()
-                    .find(|p| p.player == player)?;
-                (scope, ev.session, p.life, player)
+                    .find(|p| p.player() == player)?;
+                (scope, ev.session(), p.life(), player)
             }
         })
     }
@@ -349,8 +349,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::event::{PlayerInfo, RawEvent, RawParticipant};
-    use crate::{EventKind, Stance, Team};
+    use crate::EventKind;
+    use crate::event::PlayerInfo;
+    use opm_plugin_abi::{EventRecord, ParticipantRecord};
     use proptest::prelude::*;
 
     /// A host model: counters by resolved address, every call counted.
@@ -451,45 +452,31 @@ mod tests {
         fn log(&mut self, _: Level, _: &str) {}
     }
 
-    fn participant(player: PlayerRef, life: u32) -> RawParticipant {
-        RawParticipant {
+    fn participant(player: PlayerRef, life: u32) -> ParticipantRecord {
+        ParticipantRecord {
             player,
-            team: Team::None,
-            position: None,
-            pitch: 0.0,
-            yaw: 0.0,
-            stance: Stance::Unknown,
             health: -1,
             life,
+            ..ParticipantRecord::default()
         }
     }
 
     /// Events of players 0..4 in two matches and rounds; symbols 1, 2 are
     /// sessions, 3, 4 matches.
     fn batch(shape: &[(u8, u8, u8, u8)]) -> Batch {
-        let events = shape
+        let events: Vec<EventRecord> = shape
             .iter()
             .enumerate()
-            .map(|(i, &(actor, target, life, where_))| RawEvent {
+            .map(|(i, &(actor, target, life, where_))| EventRecord {
                 id: i as u64 + 1,
-                kind: EventKind::PlayerKill,
-                type_name: 0,
-                time_ms: 0,
-                server: 0,
+                kind: EventKind::PlayerKill as u8,
                 session: 1 + (where_ & 1) as u32,
                 match_id: 3 + ((where_ >> 1) & 1) as u32,
                 round: 1 + ((where_ >> 2) & 1) as u32,
-                map_name: 0,
-                game_mode: 0,
                 actor: Some(participant(actor as u32 % 4, 1 + life as u32 % 3)),
                 target: (target % 5 < 4)
                     .then(|| participant(target as u32 % 5, 1 + life as u32 / 3 % 3)),
-                weapon: 0,
-                means_of_death: 0,
-                hit_location: 0,
-                damage: 0.0,
-                distance: 0.0,
-                extra: Vec::new(),
+                ..EventRecord::default()
             })
             .collect();
         let symbols = ["", "s1", "s2", "m1", "m2"].map(String::from).to_vec();
@@ -499,7 +486,7 @@ mod tests {
                 name: String::new(),
             })
             .collect();
-        Batch::from_parts(events, symbols, players)
+        Batch::from_parts(&events, symbols, players)
     }
 
     const SCOPES: [Scope; 5] = [
@@ -576,7 +563,7 @@ mod tests {
         {
             let mut cache = Cache::new(&mut host, &b);
             for at in 0..3 {
-                let actor = b.raw(at).actor.as_ref().unwrap().player;
+                let actor = b.raw(at).actor().unwrap().player();
                 for scope in SCOPES {
                     cache.add(at, scope, actor, "kills", 1);
                 }

@@ -5,6 +5,8 @@
 //! the per-event crossing cheap). These views resolve both, so a pack reads
 //! `ev.weapon()` and `player.guid()` and never sees an index.
 
+use opm_plugin_abi::{EventRecord, PackedEvent, PackedParticipant};
+
 use crate::EventKind;
 
 /// Index into the batch's symbol table; 0 is the empty string.
@@ -81,46 +83,6 @@ impl Vec3 {
     }
 }
 
-/// A participant as it crosses the boundary. Transport detail: packs use
-/// [`PlayerView`].
-#[doc(hidden)]
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawParticipant {
-    pub player: PlayerRef,
-    pub team: Team,
-    pub position: Option<Vec3>,
-    pub pitch: f32,
-    pub yaw: f32,
-    pub stance: Stance,
-    pub health: i32,
-    pub life: u32,
-}
-
-/// An event as it crosses the boundary. Transport detail: packs use
-/// [`Event`].
-#[doc(hidden)]
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawEvent {
-    pub id: u64,
-    pub kind: EventKind,
-    pub type_name: Sym,
-    pub time_ms: i64,
-    pub server: Sym,
-    pub session: Sym,
-    pub match_id: Sym,
-    pub round: u32,
-    pub map_name: Sym,
-    pub game_mode: Sym,
-    pub actor: Option<RawParticipant>,
-    pub target: Option<RawParticipant>,
-    pub weapon: Sym,
-    pub means_of_death: Sym,
-    pub hit_location: Sym,
-    pub damage: f32,
-    pub distance: f32,
-    pub extra: Vec<(Sym, Sym)>,
-}
-
 /// Identity of a player in a batch.
 #[doc(hidden)]
 #[derive(Debug, Clone, PartialEq)]
@@ -130,23 +92,30 @@ pub struct PlayerInfo {
 }
 
 /// One call's worth of subscribed events, in event order.
+///
+/// The events stay in the contract's packed form (`opm_plugin_abi`) and
+/// are read in place: a batch costs the guest no conversion.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
-    events: Vec<RawEvent>,
+    /// Packed events.
+    events: Vec<u8>,
+    len: usize,
     /// The symbol table as it crosses the boundary: every symbol's text
     /// concatenated, and the end offset of each.
     text: String,
     ends: Vec<u32>,
     /// (GUID, name) symbols per player.
     players: Vec<(Sym, Sym)>,
+    /// (event index, name, value) per extra field, by event index.
+    extras: Vec<(u32, Sym, Sym)>,
 }
 
 impl Batch {
-    /// Assembles a batch from a symbol list and a player table (harness
-    /// and tests).
+    /// Assembles a batch from decoded records, a symbol list and a player
+    /// table (tests).
     #[doc(hidden)]
     pub fn from_parts(
-        events: Vec<RawEvent>,
+        events: &[EventRecord],
         symbols: Vec<String>,
         players: Vec<PlayerInfo>,
     ) -> Batch {
@@ -164,50 +133,61 @@ impl Batch {
             .iter()
             .map(|p| (push(&p.guid), push(&p.name)))
             .collect();
-        Batch {
-            events,
-            text,
-            ends,
-            players,
+        let mut packed = Vec::with_capacity(events.len() * opm_plugin_abi::EVENT_SIZE);
+        for e in events {
+            e.encode(&mut packed);
         }
+        Batch::from_wire(packed, text, ends, players, Vec::new())
     }
 
-    /// Assembles a batch from the contract's wire form (guest glue).
+    /// Assembles a batch from the contract's wire form (guest glue and the
+    /// native harness).
     #[doc(hidden)]
     pub fn from_wire(
-        events: Vec<RawEvent>,
+        events: Vec<u8>,
         text: String,
         ends: Vec<u32>,
         players: Vec<(Sym, Sym)>,
+        mut extras: Vec<(u32, Sym, Sym)>,
     ) -> Batch {
+        // The host sends extras by event already; a stable sort keeps each
+        // event's own order and makes the lookup's binary search sound
+        // whatever arrives.
+        if !extras.is_sorted_by_key(|x| x.0) {
+            extras.sort_by_key(|x| x.0);
+        }
         Batch {
+            len: opm_plugin_abi::count(&events),
             events,
             text,
             ends,
             players,
+            extras,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.len == 0
     }
 
     /// The events, in order.
     pub fn events(&self) -> impl ExactSizeIterator<Item = Event<'_>> + '_ {
-        (0..self.events.len()).map(move |i| Event {
+        (0..self.len).map(move |i| Event {
             batch: self,
+            raw: self.raw(i as u32),
             index: i as u32,
         })
     }
 
     /// The event at an index, if any.
     pub fn event(&self, index: usize) -> Option<Event<'_>> {
-        (index < self.events.len()).then_some(Event {
+        (index < self.len).then(|| Event {
             batch: self,
+            raw: self.raw(index as u32),
             index: index as u32,
         })
     }
@@ -228,8 +208,16 @@ impl Batch {
         Some((self.sym(guid), self.sym(name)))
     }
 
-    pub(crate) fn raw(&self, index: u32) -> &RawEvent {
-        &self.events[index as usize]
+    /// Event `index`, which must be below `len()`.
+    pub(crate) fn raw(&self, index: u32) -> PackedEvent<'_> {
+        PackedEvent::at(&self.events, index as usize).expect("event index within the batch")
+    }
+
+    /// The extra fields of event `index`.
+    fn extras_of(&self, index: u32) -> &[(u32, Sym, Sym)] {
+        let start = self.extras.partition_point(|x| x.0 < index);
+        let end = self.extras.partition_point(|x| x.0 <= index);
+        &self.extras[start..end]
     }
 }
 
@@ -237,6 +225,7 @@ impl Batch {
 #[derive(Clone, Copy)]
 pub struct Event<'a> {
     batch: &'a Batch,
+    raw: PackedEvent<'a>,
     index: u32,
 }
 
@@ -252,8 +241,8 @@ impl std::fmt::Debug for Event<'_> {
 }
 
 impl<'a> Event<'a> {
-    fn raw(&self) -> &'a RawEvent {
-        self.batch.raw(self.index)
+    fn raw(&self) -> PackedEvent<'a> {
+        self.raw
     }
 
     /// Position in the batch: what the host's state calls name as `at`.
@@ -263,76 +252,78 @@ impl<'a> Event<'a> {
 
     /// Host-assigned id, unique and increasing per server.
     pub fn id(&self) -> u64 {
-        self.raw().id
+        self.raw().id()
     }
 
     pub fn kind(&self) -> EventKind {
-        self.raw().kind
+        EventKind::from_index(self.raw().kind() as usize)
     }
 
     /// The type as the game sent it (useful for [`EventKind::Other`]).
     pub fn type_name(&self) -> &'a str {
-        self.batch.sym(self.raw().type_name)
+        self.batch.sym(self.raw().type_name())
     }
 
     /// Event time in ms since the Unix epoch. The only clock a pack has.
     pub fn time_ms(&self) -> i64 {
-        self.raw().time_ms
+        self.raw().time_ms()
     }
 
     pub fn server(&self) -> &'a str {
-        self.batch.sym(self.raw().server)
+        self.batch.sym(self.raw().server())
     }
 
     pub fn session(&self) -> &'a str {
-        self.batch.sym(self.raw().session)
+        self.batch.sym(self.raw().session())
     }
 
     pub fn match_id(&self) -> &'a str {
-        self.batch.sym(self.raw().match_id)
+        self.batch.sym(self.raw().match_id())
     }
 
     /// Round within the match, from 1.
     pub fn round(&self) -> u32 {
-        self.raw().round
+        self.raw().round()
     }
 
     pub fn map(&self) -> &'a str {
-        self.batch.sym(self.raw().map_name)
+        self.batch.sym(self.raw().map_name())
     }
 
     pub fn game_mode(&self) -> &'a str {
-        self.batch.sym(self.raw().game_mode)
+        self.batch.sym(self.raw().game_mode())
     }
 
     /// Who did it: attacker, killer or the acting player.
     pub fn actor(&self) -> Option<PlayerView<'a>> {
-        self.raw().actor.as_ref().map(|p| PlayerView {
+        self.raw().actor().map(|p| PlayerView {
             batch: self.batch,
             p,
+            position: self.raw().actor_position(),
         })
     }
 
     /// Who it was done to: victim or target.
     pub fn target(&self) -> Option<PlayerView<'a>> {
-        self.raw().target.as_ref().map(|p| PlayerView {
+        self.raw().target().map(|p| PlayerView {
             batch: self.batch,
             p,
+            position: self.raw().target_position(),
         })
     }
 
     pub fn weapon(&self) -> &'a str {
-        self.batch.sym(self.raw().weapon)
+        self.batch.sym(self.raw().weapon())
     }
 
     /// Lower-case engine name without `MOD_` ("bullet", "grenade", …).
     pub fn means_of_death(&self) -> &'a str {
-        self.batch.sym(self.raw().means_of_death)
+        self.batch.sym(self.raw().means_of_death())
     }
 
     /// Lower-case engine name ("head", "torso_upper", …).
     pub fn hit_location(&self) -> &'a str {
-        self.batch.sym(self.raw().hit_location)
+        self.batch.sym(self.raw().hit_location())
     }
 
     /// True for a hit in the head or helmet.
@@ -341,22 +332,22 @@ impl<'a> Event<'a> {
     }
 
     pub fn damage(&self) -> f32 {
-        self.raw().damage
+        self.raw().damage()
     }
 
     /// Attacker-to-target distance in game units.
     pub fn distance(&self) -> f32 {
-        self.raw().distance
+        self.raw().distance()
     }
 
     /// A field the host has no column for.
     pub fn extra(&self, name: &str) -> Option<&'a str> {
         let batch = self.batch;
-        self.raw()
-            .extra
+        batch
+            .extras_of(self.index)
             .iter()
-            .find(|(k, _)| batch.sym(*k) == name)
-            .map(|(_, v)| batch.sym(*v))
+            .find(|(_, k, _)| batch.sym(*k) == name)
+            .map(|(_, _, v)| batch.sym(*v))
     }
 
     /// An extra field parsed as a number.
@@ -367,10 +358,10 @@ impl<'a> Event<'a> {
     /// Every extra field as (name, value), in the order sent.
     pub fn extras(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let batch = self.batch;
-        self.raw()
-            .extra
+        batch
+            .extras_of(self.index)
             .iter()
-            .map(move |(k, v)| (batch.sym(*k), batch.sym(*v)))
+            .map(move |(_, k, v)| (batch.sym(*k), batch.sym(*v)))
     }
 
     /// The actor killed themself (same identity on both sides).
@@ -411,7 +402,8 @@ impl<'a> Event<'a> {
 #[derive(Clone, Copy)]
 pub struct PlayerView<'a> {
     batch: &'a Batch,
-    p: &'a RawParticipant,
+    p: PackedParticipant<'a>,
+    position: Option<[f32; 3]>,
 }
 
 impl std::fmt::Debug for PlayerView<'_> {
@@ -428,7 +420,7 @@ impl<'a> PlayerView<'a> {
     /// Stable identity: the forum member id once logged in, else the GUID.
     pub fn guid(&self) -> &'a str {
         self.batch
-            .player_info(self.p.player)
+            .player_info(self.p.player())
             .map(|(guid, _)| guid)
             .unwrap_or("")
     }
@@ -436,44 +428,51 @@ impl<'a> PlayerView<'a> {
     /// Display name without colour codes.
     pub fn name(&self) -> &'a str {
         self.batch
-            .player_info(self.p.player)
+            .player_info(self.p.player())
             .map(|(_, name)| name)
             .unwrap_or("")
     }
 
     pub fn team(&self) -> Team {
-        self.p.team
+        Team::ALL
+            .get(self.p.team() as usize)
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn stance(&self) -> Stance {
-        self.p.stance
+        Stance::ALL
+            .get(self.p.stance() as usize)
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn position(&self) -> Option<Vec3> {
-        self.p.position
+        self.position.map(|[x, y, z]| Vec3 { x, y, z })
     }
 
     pub fn pitch(&self) -> f32 {
-        self.p.pitch
+        self.p.pitch()
     }
 
     pub fn yaw(&self) -> f32 {
-        self.p.yaw
+        self.p.yaw()
     }
 
     /// Health as the host last knew it.
     pub fn health(&self) -> Option<i32> {
-        (self.p.health >= 0).then_some(self.p.health)
+        let health = self.p.health();
+        (health >= 0).then_some(health)
     }
 
     /// Life number on this server session; increases on every spawn.
     pub fn life(&self) -> u32 {
-        self.p.life
+        self.p.life()
     }
 
     /// A handle that stays valid for the rest of the batch.
     pub fn player(&self) -> Player {
-        Player(self.p.player)
+        Player(self.p.player())
     }
 }
 

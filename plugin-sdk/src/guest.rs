@@ -1,9 +1,8 @@
 //! The Wasm side: generated bindings and the glue between them and the
 //! author-facing types. Only compiled for `wasm32`.
 
-use crate::event::{RawEvent, RawParticipant};
 use crate::state::{Backend, CounterOp, CounterWrite, Level, Scope};
-use crate::{Batch, Config, EventKind, Outcome, Pack, PackError, PlayerRef, Stance, Team, Vec3};
+use crate::{Batch, Config, EventKind, Outcome, Pack, PackError, PlayerRef};
 
 #[doc(hidden)]
 // The generated export glue takes the batch record flattened (ten
@@ -78,57 +77,14 @@ pub fn describe<P: Pack>(
     })
 }
 
-fn participant(p: types::Participant) -> RawParticipant {
-    RawParticipant {
-        player: p.player,
-        team: Team::ALL[p.team as usize],
-        position: p.position.map(|v| Vec3 {
-            x: v.x,
-            y: v.y,
-            z: v.z,
-        }),
-        pitch: p.pitch,
-        yaw: p.yaw,
-        stance: Stance::ALL[p.stance as usize],
-        health: p.health,
-        life: p.life,
-    }
-}
-
 fn batch(b: WitBatch) -> Batch {
-    let mut events: Vec<RawEvent> = b
-        .events
-        .into_iter()
-        .map(|e| RawEvent {
-            id: e.id,
-            kind: EventKind::from_index(e.kind as usize),
-            type_name: e.type_name,
-            time_ms: e.time_ms,
-            server: e.server,
-            session: e.session,
-            match_id: e.match_id,
-            round: e.round,
-            map_name: e.map_name,
-            game_mode: e.game_mode,
-            actor: e.actor.map(participant),
-            target: e.target.map(participant),
-            weapon: e.weapon,
-            means_of_death: e.means_of_death,
-            hit_location: e.hit_location,
-            damage: e.damage,
-            distance: e.distance,
-            extra: Vec::new(),
-        })
-        .collect();
-    for x in b.extras {
-        // The host only names events of this batch; anything else is
-        // dropped rather than trapping the pack.
-        if let Some(ev) = events.get_mut(x.event as usize) {
-            ev.extra.push((x.name, x.value));
-        }
-    }
     let players = b.players.into_iter().map(|p| (p.guid, p.name)).collect();
-    Batch::from_wire(events, b.symbol_text, b.symbol_ends, players)
+    let extras = b
+        .extras
+        .into_iter()
+        .map(|x| (x.event, x.name, x.value))
+        .collect();
+    Batch::from_wire(b.events, b.symbol_text, b.symbol_ends, players, extras)
 }
 
 /// The real host imports.

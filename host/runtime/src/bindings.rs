@@ -1,5 +1,7 @@
-//! Host bindings for the WIT worlds, and the one conversion between the
-//! model's `EventKind` and the WIT enum.
+//! Host bindings for the WIT worlds, and the conversion between the
+//! model's `EventKind` and the WIT enum (subscriptions arrive as WIT kinds;
+//! packed events carry the model's discriminant, which a test checks is
+//! the WIT case index).
 //!
 //! The conversion is generated from `opm_model::for_each_event_kind!`, so
 //! both matches are exhaustive over the same list: adding a kind on one side
@@ -33,6 +35,7 @@ pub(crate) use pack::openmohaa::stats::types as wit;
 macro_rules! event_kind_conversions {
     ($($variant:ident => $wire:literal,)*) => {
         /// Model kind to WIT kind.
+        #[cfg(test)]
         pub(crate) fn kind_to_wit(kind: opm_model::EventKind) -> wit::EventKind {
             match kind {
                 $(opm_model::EventKind::$variant => wit::EventKind::$variant,)*
@@ -58,6 +61,9 @@ mod tests {
     fn every_kind_round_trips_through_wit() {
         for &kind in opm_model::EventKind::ALL {
             assert_eq!(kind_from_wit(kind_to_wit(kind)), kind);
+            // Packed events carry the model's discriminant as the case
+            // index (`opm_plugin_abi::lower`).
+            assert_eq!(kind as u8, kind_to_wit(kind) as u8, "{kind:?}");
         }
     }
 }

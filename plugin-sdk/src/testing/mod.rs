@@ -16,7 +16,7 @@
 mod golden;
 mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use opm_model::tracker::{SYNTHETIC_ID_BITS, Tracker};
@@ -29,10 +29,9 @@ pub use golden::{
 pub use opm_model::plugin::OutcomeKind;
 pub use store::{StateKey, StateValue};
 
-use crate::event::{PlayerInfo, RawEvent, RawParticipant};
 use crate::limits;
 use crate::state::Level;
-use crate::{Batch, Config, EventKind, Outcome, Pack, PackInfo, Stance, Team, Vec3};
+use crate::{Batch, Config, EventKind, Outcome, Pack, PackInfo};
 use store::{Ended, LifeIndex, Store, Txn};
 
 /// Server id the fixtures are decoded with.
@@ -381,83 +380,10 @@ fn instantiate<P: Pack>(config: &Config) -> Result<(P, PackInfo), HarnessError> 
     Ok((pack, info))
 }
 
-/// Interns one batch the way the host does: symbol 0 is "", players are
-/// numbered in order of first appearance.
+/// The batch the host would send for `events`: the host's own lowering.
 fn to_batch(events: &[&opm_model::Event]) -> Batch {
-    let mut symbols: Vec<String> = vec![String::new()];
-    let mut sym_index: HashMap<String, u32> = HashMap::from([(String::new(), 0)]);
-    let mut players: Vec<PlayerInfo> = Vec::new();
-    let mut player_index: HashMap<String, u32> = HashMap::new();
-    let mut sym = |s: &str| -> u32 {
-        if let Some(i) = sym_index.get(s) {
-            return *i;
-        }
-        let i = symbols.len() as u32;
-        symbols.push(s.to_string());
-        sym_index.insert(s.to_string(), i);
-        i
-    };
-    let mut participant = |p: &opm_model::Participant| -> RawParticipant {
-        let player = *player_index.entry(p.guid.to_string()).or_insert_with(|| {
-            players.push(PlayerInfo {
-                guid: p.guid.to_string(),
-                name: p.name.to_string(),
-            });
-            players.len() as u32 - 1
-        });
-        RawParticipant {
-            player,
-            team: match p.team {
-                opm_model::Team::None => Team::None,
-                opm_model::Team::Allies => Team::Allies,
-                opm_model::Team::Axis => Team::Axis,
-                opm_model::Team::Spectator => Team::Spectator,
-            },
-            position: p.position.map(|v| Vec3 {
-                x: v.x,
-                y: v.y,
-                z: v.z,
-            }),
-            pitch: p.pitch,
-            yaw: p.yaw,
-            stance: match p.stance {
-                opm_model::Stance::Unknown => Stance::Unknown,
-                opm_model::Stance::Stand => Stance::Stand,
-                opm_model::Stance::Crouch => Stance::Crouch,
-                opm_model::Stance::Prone => Stance::Prone,
-            },
-            health: p.health.unwrap_or(-1),
-            life: p.life,
-        }
-    };
-    let raw: Vec<RawEvent> = events
-        .iter()
-        .map(|e| {
-            let actor = e.actor.as_ref().map(&mut participant);
-            let target = e.target.as_ref().map(&mut participant);
-            RawEvent {
-                id: e.id,
-                kind: EventKind::from_wire(e.kind.as_str()),
-                type_name: sym(&e.type_name),
-                time_ms: e.time_ms,
-                server: sym(&e.server),
-                session: sym(&e.session),
-                match_id: sym(&e.match_id),
-                round: e.round,
-                map_name: sym(&e.map),
-                game_mode: sym(&e.game_mode),
-                actor,
-                target,
-                weapon: sym(&e.weapon),
-                means_of_death: sym(&e.means_of_death),
-                hit_location: sym(&e.hit_location),
-                damage: e.damage,
-                distance: e.distance,
-                extra: e.extra.iter().map(|(k, v)| (sym(k), sym(v))).collect(),
-            }
-        })
-        .collect();
-    Batch::from_parts(raw, symbols, players)
+    let l = opm_plugin_abi::lower::lower(events.iter().copied());
+    Batch::from_wire(l.events, l.symbol_text, l.symbol_ends, l.players, l.extras)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! A test enricher, written against the raw WIT bindings: adds
+//! A test enricher, written against the raw WIT bindings (events read
+//! with `opm-plugin-abi`, as a non-SDK plugin would): adds
 //! `weapon_class` (`rifle`, `smg` or `other`) to kill events, and with
 //! config `mode=panic` panics instead.
 
@@ -34,12 +35,11 @@ impl Guest for Enricher {
         if PANIC.with(Cell::get) {
             panic!("enricher told to panic");
         }
-        Ok(batch
-            .events
-            .iter()
-            .enumerate()
+        let events = &batch.events;
+        Ok((0..opm_plugin_abi::count(events))
+            .filter_map(|i| opm_plugin_abi::PackedEvent::at(events, i).map(|ev| (i, ev)))
             .map(|(i, ev)| {
-                let i_sym = ev.weapon as usize;
+                let i_sym = ev.weapon() as usize;
                 let start = match i_sym {
                     0 => 0,
                     n => batch.symbol_ends[n - 1] as usize,

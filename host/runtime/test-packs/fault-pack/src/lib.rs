@@ -99,7 +99,12 @@ impl Guest for Pack {
                 .as_ref()
                 .ok_or_else(|| PluginError::Internal(String::from("no describe")))?;
             let mut out = Vec::new();
-            for (i, ev) in batch.events.iter().enumerate() {
+            let events = &batch.events;
+            for i in 0..opm_plugin_abi::count(events) {
+                let Some(packed) = opm_plugin_abi::PackedEvent::at(events, i) else {
+                    continue;
+                };
+                let ev = packed.record();
                 let Some(actor) = &ev.actor else { continue };
                 if ev.id % config.every != 0 {
                     if ev.id % 10 == 0 {
