@@ -20,60 +20,12 @@
 //! the host directly; calls that write that way also empty the cache,
 //! because they may have changed a slot it holds.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use rustc_hash::FxHashMap;
 
 use crate::ctx::{Ctx, Outcome};
 use crate::event::{Batch, PlayerRef};
 use crate::pack::{Pack, PackError};
 use crate::state::{Backend, CounterOp, CounterWrite, Level, Scope};
-
-/// FxHash: std's SipHash is most of a lookup's cost for these short keys,
-/// and the keys are the pack's own, so flooding is not a concern.
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl Fx {
-    #[inline]
-    fn mix(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for Fx {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.mix(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(b));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.mix(i as u64);
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.mix(i as u64);
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.mix(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.mix(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// A scope instance of one player, by batch symbols: `(scope, a, b,
 /// player)` with `a`/`b` the session or match symbol and the round or life
@@ -104,7 +56,7 @@ pub(crate) struct Cache<'b> {
     slots: Vec<Slot>,
     /// Address → (key, index into `slots`); a player has few keys per
     /// instance, so they are scanned.
-    index: HashMap<Address, Vec<usize>, BuildHasherDefault<Fx>>,
+    index: FxHashMap<Address, Vec<usize>>,
 }
 
 impl<'b> Cache<'b> {
@@ -113,7 +65,7 @@ impl<'b> Cache<'b> {
             inner,
             batch,
             slots: Vec::new(),
-            index: HashMap::default(),
+            index: FxHashMap::default(),
         }
     }
 

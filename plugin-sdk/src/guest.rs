@@ -87,8 +87,30 @@ fn batch(b: WitBatch) -> Batch {
     Batch::from_wire(b.events, b.symbol_text, b.symbol_ends, players, extras)
 }
 
-/// The real host imports.
+/// The real host imports. Keys cross as ids the host interned
+/// (`state.key`); the table of ids lives as long as the instance, as the
+/// host's does.
 struct Imports;
+
+thread_local! {
+    static KEY_IDS: std::cell::RefCell<KeyIds> = std::cell::RefCell::default();
+}
+
+/// Key name → host key id, for this instance.
+#[derive(Default)]
+struct KeyIds(rustc_hash::FxHashMap<Box<str>, u32>);
+
+fn key_id(name: &str) -> u32 {
+    KEY_IDS.with(|k| {
+        let mut k = k.borrow_mut();
+        if let Some(&id) = k.0.get(name) {
+            return id;
+        }
+        let id = wstate::key(name);
+        k.0.insert(Box::from(name), id);
+        id
+    })
+}
 
 fn scope(s: Scope) -> wstate::Scope {
     match s {
@@ -102,24 +124,23 @@ fn scope(s: Scope) -> wstate::Scope {
 
 impl Backend for Imports {
     fn add(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str, delta: i64) -> i64 {
-        wstate::add(at, scope(s), player, key, delta)
+        wstate::add(at, scope(s), player, key_id(key), delta)
     }
     fn get(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str) -> i64 {
-        wstate::get(at, scope(s), player, key)
+        wstate::get(at, scope(s), player, key_id(key))
     }
     fn get_many(&mut self, at: u32, s: Scope, keys: &[(PlayerRef, &str)]) -> Vec<i64> {
-        let keys: Vec<(PlayerRef, String)> =
-            keys.iter().map(|(p, k)| (*p, k.to_string())).collect();
+        let keys: Vec<(PlayerRef, u32)> = keys.iter().map(|(p, k)| (*p, key_id(k))).collect();
         wstate::get_many(at, scope(s), &keys)
     }
     fn put(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str, value: i64) {
-        wstate::put(at, scope(s), player, key, value)
+        wstate::put(at, scope(s), player, key_id(key), value)
     }
     fn put_blob(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str, value: &[u8]) {
-        wstate::put_blob(at, scope(s), player, key, value)
+        wstate::put_blob(at, scope(s), player, key_id(key), value)
     }
     fn get_blob(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str) -> Vec<u8> {
-        wstate::get_blob(at, scope(s), player, key)
+        wstate::get_blob(at, scope(s), player, key_id(key))
     }
     fn set_insert(
         &mut self,
@@ -129,10 +150,10 @@ impl Backend for Imports {
         key: &str,
         member: &str,
     ) -> bool {
-        wstate::set_insert(at, scope(s), player, key, member)
+        wstate::set_insert(at, scope(s), player, key_id(key), member)
     }
     fn set_count(&mut self, at: u32, s: Scope, player: PlayerRef, key: &str) -> u32 {
-        wstate::set_count(at, scope(s), player, key)
+        wstate::set_count(at, scope(s), player, key_id(key))
     }
     fn write_counters(&mut self, writes: &[CounterWrite<'_>]) {
         let writes: Vec<wstate::CounterWrite> = writes
@@ -141,7 +162,7 @@ impl Backend for Imports {
                 at: w.at,
                 scope: scope(w.scope),
                 player: w.player,
-                key: w.key.to_string(),
+                key: key_id(w.key),
                 op: match w.op {
                     CounterOp::Add(d) => wstate::CounterOp::Add(d),
                     CounterOp::Put(v) => wstate::CounterOp::Put(v),

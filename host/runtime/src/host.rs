@@ -497,7 +497,6 @@ fn watch_loop(
 impl Inner {
     fn limits(&self) -> TxnLimits {
         TxnLimits {
-            key_bytes: self.cfg.max_key_bytes,
             blob_bytes: self.cfg.max_blob_bytes,
             keys_per_player: self.cfg.max_keys_per_player,
             set_members: self.cfg.max_set_members,

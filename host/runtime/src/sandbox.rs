@@ -297,6 +297,46 @@ pub(crate) struct OutOfMemory(pub usize);
 #[error("{0}")]
 pub(crate) struct BadCall(pub String);
 
+/// Most key names one instance may intern (`state.key`).
+pub(crate) const MAX_KEY_NAMES: usize = 65_536;
+
+/// The key names an instance interned with `state.key`, by id. Lives as
+/// long as the store, like the guest's own table of ids.
+#[derive(Default)]
+pub(crate) struct KeyNames {
+    names: Vec<Str>,
+    index: FxMap<Str, u32>,
+    max_bytes: usize,
+}
+
+impl KeyNames {
+    fn intern(&mut self, name: String) -> Result<u32, StateLimit> {
+        if let Some(&id) = self.index.get(name.as_str()) {
+            return Ok(id);
+        }
+        if name.len() > self.max_bytes {
+            return Err(StateLimit::KeyTooLong(name.len(), self.max_bytes));
+        }
+        if self.names.len() >= MAX_KEY_NAMES {
+            return Err(StateLimit::TooManyKeyNames(MAX_KEY_NAMES));
+        }
+        let id = self.names.len() as u32;
+        let name = Str::from(name);
+        self.names.push(name.clone());
+        self.index.insert(name, id);
+        Ok(id)
+    }
+
+    fn get(&self, id: u32) -> wasmtime::Result<&Str> {
+        self.names.get(id as usize).ok_or_else(|| {
+            wasmtime::Error::new(BadCall(format!(
+                "state call with key id {id}, the instance interned {}",
+                self.names.len()
+            )))
+        })
+    }
+}
+
 pub(crate) struct Limiter {
     cap: usize,
     pub high_water: usize,
@@ -368,6 +408,8 @@ pub(crate) struct CallCtx {
     pub formatted: FxMap<(usize, u32, u8), u32>,
     /// Transaction player id per batch player index (`u32::MAX` = not yet).
     pub players: Vec<u32>,
+    /// Transaction key id per instance key id (`u32::MAX` = not yet).
+    pub key_ids: Vec<u32>,
 }
 
 /// A call context's tables, kept empty between batches with their
@@ -378,6 +420,7 @@ pub(crate) struct Spare {
     instances: FxMap<(u32, u32), u32>,
     formatted: FxMap<(usize, u32, u8), u32>,
     players: Vec<u32>,
+    key_ids: Vec<u32>,
 }
 
 impl CallCtx {
@@ -399,6 +442,7 @@ impl CallCtx {
             instances,
             formatted,
             mut players,
+            key_ids,
         } = spare;
         index.clear();
         index.extend_from_slice(sel);
@@ -415,6 +459,7 @@ impl CallCtx {
             instances,
             formatted,
             players,
+            key_ids,
         }
     }
 
@@ -427,12 +472,14 @@ impl CallCtx {
             mut instances,
             mut formatted,
             mut players,
+            mut key_ids,
             ..
         } = self;
         index.clear();
         instances.clear();
         formatted.clear();
         players.clear();
+        key_ids.clear();
         (
             txn,
             Spare {
@@ -440,6 +487,7 @@ impl CallCtx {
                 instances,
                 formatted,
                 players,
+                key_ids,
             },
         )
     }
@@ -449,7 +497,8 @@ impl CallCtx {
         at: u32,
         scope: state::Scope,
         player: u32,
-        key: &str,
+        key: u32,
+        names: &KeyNames,
     ) -> wasmtime::Result<Id> {
         let Some(&full) = self.index.get(at as usize) else {
             return Err(wasmtime::Error::new(BadCall(format!(
@@ -457,18 +506,13 @@ impl CallCtx {
                 self.index.len()
             ))));
         };
+        let key = self.key_id(key, names)?;
         let Some(guid) = self.lowered.guids.get(player as usize) else {
             return Err(wasmtime::Error::new(BadCall(format!(
                 "state call for player {player}, batch has {}",
                 self.lowered.guids.len()
             ))));
         };
-        if key.len() > self.limits.key_bytes {
-            return Err(wasmtime::Error::new(StateLimit::KeyTooLong(
-                key.len(),
-                self.limits.key_bytes,
-            )));
-        }
         let scope = match scope {
             state::Scope::Lifetime => Scope::Lifetime,
             state::Scope::Session => Scope::Session,
@@ -505,7 +549,7 @@ impl CallCtx {
                 scope,
                 inst,
                 player: player_id(&mut self.players, &mut self.txn, player, guid),
-                key: self.txn.keys.id_of(key),
+                key,
             });
         }
         let who = if scope == Scope::Life {
@@ -563,8 +607,25 @@ impl CallCtx {
             scope,
             inst,
             player: player_id(&mut self.players, &mut self.txn, player, guid),
-            key: self.txn.keys.id_of(key),
+            key,
         })
+    }
+
+    /// The transaction's id for instance key `key`, interned on first use
+    /// in the batch.
+    fn key_id(&mut self, key: u32, names: &KeyNames) -> wasmtime::Result<u32> {
+        let k = key as usize;
+        if let Some(&id) = self.key_ids.get(k)
+            && id != u32::MAX
+        {
+            return Ok(id);
+        }
+        let id = self.txn.keys.id(names.get(key)?);
+        if self.key_ids.len() <= k {
+            self.key_ids.resize(k + 1, u32::MAX);
+        }
+        self.key_ids[k] = id;
+        Ok(id)
     }
 }
 
@@ -589,6 +650,8 @@ pub(crate) struct StoreData {
     /// The last call's tables, for the next one.
     pub spare: Spare,
     pub log: LogCtx,
+    /// Key names interned by the instance.
+    pub keys: KeyNames,
     /// Fuel given for the current call (tooling engine only).
     pub fuel_armed: u64,
 }
@@ -620,6 +683,10 @@ pub(crate) fn new_store(
         },
         call: None,
         spare: Spare::default(),
+        keys: KeyNames {
+            max_bytes: cfg.max_key_bytes,
+            ..KeyNames::default()
+        },
         fuel_armed: 0,
         log: LogCtx {
             pack,
@@ -675,7 +742,7 @@ fn outside() -> wasmtime::Error {
 macro_rules! with_call {
     ($self:ident, $at:ident, $scope:ident, $player:ident, $key:expr, |$ctx:ident, $slot:ident, $committed:ident| $body:expr) => {{
         let $ctx = $self.call.as_mut().ok_or_else(outside)?;
-        let $slot = $ctx.slot($at, $scope, $player, $key)?;
+        let $slot = $ctx.slot($at, $scope, $player, $key, &$self.keys)?;
         let $committed = $ctx.committed.lock();
         $body
     }};
@@ -687,10 +754,10 @@ impl state::Host for StoreData {
         at: u32,
         scope: state::Scope,
         player: u32,
-        key: String,
+        key: u32,
         delta: i64,
     ) -> wasmtime::Result<i64> {
-        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+        with_call!(self, at, scope, player, key, |ctx, slot, c| {
             let lim = ctx.limits;
             ctx.txn
                 .add_at(&c, slot, delta, &lim)
@@ -703,9 +770,9 @@ impl state::Host for StoreData {
         at: u32,
         scope: state::Scope,
         player: u32,
-        key: String,
+        key: u32,
     ) -> wasmtime::Result<i64> {
-        with_call!(self, at, scope, player, &key, |ctx, slot, c| Ok(ctx
+        with_call!(self, at, scope, player, key, |ctx, slot, c| Ok(ctx
             .txn
             .get_at(&c, slot)))
     }
@@ -714,11 +781,11 @@ impl state::Host for StoreData {
         &mut self,
         at: u32,
         scope: state::Scope,
-        keys: Vec<(u32, String)>,
+        keys: Vec<(u32, u32)>,
     ) -> wasmtime::Result<Vec<i64>> {
         let mut out = Vec::with_capacity(keys.len());
         for (player, key) in keys {
-            out.push(with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+            out.push(with_call!(self, at, scope, player, key, |ctx, slot, c| {
                 ctx.txn.get_at(&c, slot)
             }));
         }
@@ -730,10 +797,10 @@ impl state::Host for StoreData {
         at: u32,
         scope: state::Scope,
         player: u32,
-        key: String,
+        key: u32,
         value: i64,
     ) -> wasmtime::Result<()> {
-        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+        with_call!(self, at, scope, player, key, |ctx, slot, c| {
             let lim = ctx.limits;
             ctx.txn
                 .put_at(&c, slot, value, &lim)
@@ -746,10 +813,10 @@ impl state::Host for StoreData {
         at: u32,
         scope: state::Scope,
         player: u32,
-        key: String,
+        key: u32,
         value: Vec<u8>,
     ) -> wasmtime::Result<()> {
-        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+        with_call!(self, at, scope, player, key, |ctx, slot, c| {
             let lim = ctx.limits;
             ctx.txn
                 .put_blob_at(&c, slot, value, &lim)
@@ -762,9 +829,9 @@ impl state::Host for StoreData {
         at: u32,
         scope: state::Scope,
         player: u32,
-        key: String,
+        key: u32,
     ) -> wasmtime::Result<Vec<u8>> {
-        with_call!(self, at, scope, player, &key, |ctx, slot, c| Ok(ctx
+        with_call!(self, at, scope, player, key, |ctx, slot, c| Ok(ctx
             .txn
             .get_blob_at(&c, slot)))
     }
@@ -774,10 +841,10 @@ impl state::Host for StoreData {
         at: u32,
         scope: state::Scope,
         player: u32,
-        key: String,
+        key: u32,
         member: String,
     ) -> wasmtime::Result<bool> {
-        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+        with_call!(self, at, scope, player, key, |ctx, slot, c| {
             let lim = ctx.limits;
             ctx.txn
                 .set_insert_at(&c, slot, member, &lim)
@@ -790,11 +857,15 @@ impl state::Host for StoreData {
         at: u32,
         scope: state::Scope,
         player: u32,
-        key: String,
+        key: u32,
     ) -> wasmtime::Result<u32> {
-        with_call!(self, at, scope, player, &key, |ctx, slot, c| Ok(ctx
+        with_call!(self, at, scope, player, key, |ctx, slot, c| Ok(ctx
             .txn
             .set_count_at(&c, slot)))
+    }
+
+    fn key(&mut self, name: String) -> wasmtime::Result<u32> {
+        self.keys.intern(name).map_err(wasmtime::Error::new)
     }
 
     fn write_counters(&mut self, writes: Vec<state::CounterWrite>) -> wasmtime::Result<()> {
@@ -815,7 +886,7 @@ impl StoreData {
             key,
             op,
         } = w;
-        with_call!(self, at, scope, player, &key, |ctx, slot, c| {
+        with_call!(self, at, scope, player, key, |ctx, slot, c| {
             let lim = ctx.limits;
             match op {
                 state::CounterOp::Add(delta) => ctx.txn.add_at(&c, slot, delta, &lim).map(drop),
@@ -869,3 +940,44 @@ impl log::Host for StoreData {
 
 impl types::Host for StoreData {}
 impl meta::Host for StoreData {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(max_bytes: usize) -> KeyNames {
+        KeyNames {
+            max_bytes,
+            ..KeyNames::default()
+        }
+    }
+
+    #[test]
+    fn a_key_name_keeps_its_id_for_the_instance() {
+        let mut k = names(8);
+        assert_eq!(k.intern("kills".into()).unwrap(), 0);
+        assert_eq!(k.intern("deaths".into()).unwrap(), 1);
+        assert_eq!(k.intern("kills".into()).unwrap(), 0);
+        assert_eq!(&**k.get(1).unwrap(), "deaths");
+        let err = k.get(2).unwrap_err();
+        assert!(err.is::<BadCall>(), "{err:#}");
+    }
+
+    #[test]
+    fn key_names_are_capped_in_length_and_number() {
+        let mut k = names(4);
+        assert!(matches!(
+            k.intern("toolong".into()),
+            Err(StateLimit::KeyTooLong(7, 4))
+        ));
+        for n in 0..MAX_KEY_NAMES {
+            k.intern(format!("{n:x}")).unwrap();
+        }
+        assert!(matches!(
+            k.intern("new".into()),
+            Err(StateLimit::TooManyKeyNames(MAX_KEY_NAMES))
+        ));
+        // Names it already has still resolve.
+        assert_eq!(k.intern("0".into()).unwrap(), 0);
+    }
+}

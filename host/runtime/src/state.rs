@@ -323,14 +323,6 @@ impl Interner {
         self.push(s.clone())
     }
 
-    /// Like `id`, allocating only for a string not seen before.
-    pub(crate) fn id_of(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.ids.get(s) {
-            return i;
-        }
-        self.push(Str::from(s))
-    }
-
     fn find(&self, s: &str) -> Option<u32> {
         self.ids.get(s).copied()
     }
@@ -374,12 +366,13 @@ pub(crate) enum StateLimit {
     SetFull(usize),
     #[error("set member of {0} bytes exceeds {1}")]
     MemberTooLong(usize, usize),
+    #[error("instance interned {0} key names, the cap")]
+    TooManyKeyNames(usize),
 }
 
 /// Limits a transaction enforces.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TxnLimits {
-    pub key_bytes: usize,
     pub blob_bytes: usize,
     pub keys_per_player: usize,
     pub set_members: usize,
@@ -1117,7 +1110,6 @@ mod tests {
     use super::*;
 
     const LIM: TxnLimits = TxnLimits {
-        key_bytes: 128,
         blob_bytes: 16,
         keys_per_player: 3,
         set_members: 2,

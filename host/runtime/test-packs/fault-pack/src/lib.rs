@@ -154,7 +154,7 @@ impl Guest for Pack {
                                 i as u32,
                                 Scope::Lifetime,
                                 actor.player,
-                                &format!("k{n}"),
+                                state::key(&format!("k{n}")),
                                 1,
                             );
                         }
@@ -166,7 +166,7 @@ impl Guest for Pack {
                                 at: i as u32,
                                 scope: Scope::Lifetime,
                                 player: actor.player,
-                                key: format!("k{n}"),
+                                key: state::key(&format!("k{n}")),
                                 op: state::CounterOp::Add(1),
                             })
                             .collect();
