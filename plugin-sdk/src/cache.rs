@@ -40,7 +40,8 @@ struct Slot {
     at: u32,
     scope: Scope,
     player: PlayerRef,
-    key: String,
+    /// Index into [`Tables::names`].
+    key: u32,
     /// The value the pack sees: the host's value at the first read plus the
     /// batch's own writes since.
     value: i64,
@@ -48,15 +49,68 @@ struct Slot {
     pending: Option<CounterOp>,
 }
 
+/// The cache's tables. They outlive a batch (emptied, capacity kept, key
+/// names kept): allocating them anew for every batch, a `String` per slot
+/// included, was a quarter of a simple pack's own cost.
+#[derive(Default)]
+struct Tables {
+    /// Key names seen, by index; a slot names its key by index.
+    names: Vec<Box<str>>,
+    keys: FxHashMap<Box<str>, u32>,
+    /// Slots in first-touch order, so the write-back is deterministic.
+    slots: Vec<Slot>,
+    /// (address, key) → index into `slots`.
+    index: FxHashMap<(Address, u32), usize>,
+}
+
+/// Key names kept across batches at most; beyond, they are dropped
+/// between batches (a pack that makes a key per player or weapon does not
+/// grow the table without bound).
+const KEEP_NAMES: usize = 4096;
+
+impl Tables {
+    fn key(&self, name: &str) -> Option<u32> {
+        self.keys.get(name).copied()
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(k) = self.key(name) {
+            return k;
+        }
+        let k = self.names.len() as u32;
+        self.names.push(Box::from(name));
+        self.keys.insert(Box::from(name), k);
+        k
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.index.clear();
+        if self.names.len() > KEEP_NAMES {
+            self.names.clear();
+            self.keys.clear();
+        }
+    }
+}
+
+thread_local! {
+    /// The tables between batches (a component instance is one thread).
+    static SPARE: std::cell::Cell<Option<Tables>> = const { std::cell::Cell::new(None) };
+}
+
 /// The cache, in front of the real backend for one batch.
 pub(crate) struct Cache<'b> {
     inner: &'b mut dyn Backend,
     batch: &'b Batch,
-    /// Slots in first-touch order, so the write-back is deterministic.
-    slots: Vec<Slot>,
-    /// Address → (key, index into `slots`); a player has few keys per
-    /// instance, so they are scanned.
-    index: FxHashMap<Address, Vec<usize>>,
+    t: Tables,
+}
+
+impl Drop for Cache<'_> {
+    fn drop(&mut self) {
+        let mut t = std::mem::take(&mut self.t);
+        t.clear();
+        SPARE.with(|s| s.set(Some(t)));
+    }
 }
 
 impl<'b> Cache<'b> {
@@ -64,8 +118,7 @@ impl<'b> Cache<'b> {
         Cache {
             inner,
             batch,
-            slots: Vec::new(),
-            index: FxHashMap::default(),
+            t: SPARE.with(|s| s.take()).unwrap_or_default(),
         }
     }
 
@@ -93,24 +146,22 @@ impl<'b> Cache<'b> {
     }
 
     fn find(&self, addr: &Address, key: &str) -> Option<usize> {
-        self.index
-            .get(addr)?
-            .iter()
-            .copied()
-            .find(|&i| self.slots[i].key == key)
+        let k = self.t.key(key)?;
+        self.t.index.get(&(*addr, k)).copied()
     }
 
     fn insert(&mut self, addr: Address, at: u32, key: &str, value: i64) -> usize {
-        let i = self.slots.len();
-        self.slots.push(Slot {
+        let k = self.t.intern(key);
+        let i = self.t.slots.len();
+        self.t.slots.push(Slot {
             at,
             scope: addr.0,
             player: addr.3,
-            key: key.to_string(),
+            key: k,
             value,
             pending: None,
         });
-        self.index.entry(addr).or_default().push(i);
+        self.t.index.insert((addr, k), i);
         i
     }
 
@@ -128,7 +179,9 @@ impl<'b> Cache<'b> {
     /// Hands every pending write to the host in one call. Values stay
     /// cached: the host's transaction now holds what they say.
     pub(crate) fn flush(&mut self) {
+        let names = &self.t.names;
         let writes: Vec<CounterWrite<'_>> = self
+            .t
             .slots
             .iter_mut()
             .filter_map(|s| {
@@ -137,7 +190,7 @@ impl<'b> Cache<'b> {
                     at: s.at,
                     scope: s.scope,
                     player: s.player,
-                    key: &s.key,
+                    key: &names[s.key as usize],
                     op,
                 })
             })
@@ -155,8 +208,8 @@ impl<'b> Cache<'b> {
 
     /// After such a call wrote: it may have changed a cached slot.
     fn forget(&mut self) {
-        self.slots.clear();
-        self.index.clear();
+        self.t.slots.clear();
+        self.t.index.clear();
     }
 }
 
@@ -168,7 +221,7 @@ impl Backend for Cache<'_> {
             return v;
         };
         let i = self.slot(addr, at, key);
-        let s = &mut self.slots[i];
+        let s = &mut self.t.slots[i];
         s.value = s.value.wrapping_add(delta);
         s.pending = Some(match s.pending {
             None => CounterOp::Add(delta),
@@ -184,7 +237,7 @@ impl Backend for Cache<'_> {
             return self.passthrough().get(at, scope, player, key);
         };
         let i = self.slot(addr, at, key);
-        self.slots[i].value
+        self.t.slots[i].value
     }
 
     fn get_many(&mut self, at: u32, scope: Scope, keys: &[(PlayerRef, &str)]) -> Vec<i64> {
@@ -218,7 +271,7 @@ impl Backend for Cache<'_> {
             .zip(&addrs)
             .map(|((_, k), a)| {
                 let i = self.find(a, k).expect("cached above");
-                self.slots[i].value
+                self.t.slots[i].value
             })
             .collect()
     }
@@ -234,7 +287,7 @@ impl Backend for Cache<'_> {
             Some(i) => i,
             None => self.insert(addr, at, key, value),
         };
-        let s = &mut self.slots[i];
+        let s = &mut self.t.slots[i];
         s.value = value;
         s.pending = Some(CounterOp::Put(value));
     }

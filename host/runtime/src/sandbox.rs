@@ -37,6 +37,11 @@ use crate::state::{
 pub(crate) fn engine(cfg: &RuntimeConfig, fuel: bool) -> Result<Engine, LoadError> {
     let mut c = Config::new();
     c.wasm_component_model(true);
+    // Profiling aid: `perf record` can then name the guests' functions
+    // (wasmtime writes /tmp/perf-PID.map).
+    if std::env::var_os("OPM_PLUGIN_PERFMAP").is_some() {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     c.max_wasm_stack(cfg.max_wasm_stack);
     if fuel {
         c.consume_fuel(true);

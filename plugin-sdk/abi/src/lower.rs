@@ -45,9 +45,27 @@ struct Tables {
     out: LoweredBatch,
     symbol_index: FxHashMap<Str, u32>,
     player_index: FxHashMap<Str, u32>,
+    /// Per string field of the event, the previous event's value and its
+    /// symbol: consecutive events mostly share server, session, match,
+    /// map and mode, and a comparison is cheaper than a hash lookup.
+    last: [(Str, u32); FIELDS],
 }
 
+/// String fields of an event, in the order `lower` interns them.
+const FIELDS: usize = 9;
+
 impl Tables {
+    /// `sym` for string field `field` of the event.
+    fn field(&mut self, field: usize, s: &Str) -> u32 {
+        let (last, sym) = &self.last[field];
+        if Str::ptr_eq(last, s) || **last == **s {
+            return *sym;
+        }
+        let sym = self.sym(s);
+        self.last[field] = (s.clone(), sym);
+        sym
+    }
+
     fn sym(&mut self, s: &Str) -> u32 {
         if s.is_empty() {
             return 0;
@@ -110,6 +128,7 @@ pub fn lower<'a>(events: impl IntoIterator<Item = &'a Event>) -> LoweredBatch {
         },
         symbol_index: FxHashMap::default(),
         player_index: FxHashMap::default(),
+        last: std::array::from_fn(|_| (opm_model::event::empty(), 0)),
     };
     for (index, ev) in events.enumerate() {
         let actor = ev.actor.as_ref().map(|p| t.participant(p));
@@ -123,19 +142,19 @@ pub fn lower<'a>(events: impl IntoIterator<Item = &'a Event>) -> LoweredBatch {
             // The model's kinds are the contract's cases in contract order
             // (checked by `kinds_are_the_contract_order` in the SDK).
             kind: ev.kind as u8,
-            type_name: t.sym(&ev.type_name),
+            type_name: t.field(0, &ev.type_name),
             time_ms: ev.time_ms,
-            server: t.sym(&ev.server),
-            session: t.sym(&ev.session),
-            match_id: t.sym(&ev.match_id),
+            server: t.field(1, &ev.server),
+            session: t.field(2, &ev.session),
+            match_id: t.field(3, &ev.match_id),
             round: ev.round,
-            map_name: t.sym(&ev.map),
-            game_mode: t.sym(&ev.game_mode),
+            map_name: t.field(4, &ev.map),
+            game_mode: t.field(5, &ev.game_mode),
             actor,
             target,
-            weapon: t.sym(&ev.weapon),
-            means_of_death: t.sym(&ev.means_of_death),
-            hit_location: t.sym(&ev.hit_location),
+            weapon: t.field(6, &ev.weapon),
+            means_of_death: t.field(7, &ev.means_of_death),
+            hit_location: t.field(8, &ev.hit_location),
             damage: ev.damage,
             distance: ev.distance,
         };
@@ -179,5 +198,29 @@ mod tests {
         assert!(ev(1).target().is_none());
         assert_eq!(l.symbol(l.players[1].0), "g2");
         assert_eq!(ev(0).actor().unwrap().health(), -1);
+    }
+
+    #[test]
+    fn a_field_that_changes_between_events_gets_its_own_symbol() {
+        let weapons = ["kar98", "mp40", "mp40", "kar98", "", "kar98"];
+        let events: Vec<Event> = weapons
+            .iter()
+            .map(|w| {
+                let mut e = Event::new(EventKind::WeaponFire);
+                // Fresh strings each time: equal text, different pointers.
+                e.weapon = Arc::from(*w);
+                e
+            })
+            .collect();
+        let l = lower(&events);
+        for (i, w) in weapons.iter().enumerate() {
+            let sym = PackedEvent::at(&l.events, i).unwrap().weapon();
+            assert_eq!(l.symbol(sym), *w, "event {i}");
+        }
+        // One symbol per distinct text.
+        let symbols: Vec<&str> = (0..l.symbol_ends.len() as u32)
+            .map(|i| l.symbol(i))
+            .collect();
+        assert_eq!(symbols, ["", "weapon_fire", "kar98", "mp40"]);
     }
 }

@@ -3,12 +3,18 @@
 //! tracker, and hosts loaded with the bench's packs.
 
 use std::path::Path;
+
 use std::sync::Arc;
 
 use opm_model::plugin::{Commit, StateError, StateKey, StateStore, StateValue};
 use opm_model::tracker::{SYNTHETIC_ID_BITS, Tracker};
 use opm_model::{Event, EventKind, Participant, Str};
 use opm_plugin_runtime::{PluginHost, RuntimeConfig};
+
+/// The allocator of the `opm-stats` binary, so the plugin stage is measured
+/// as the server runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub const BATCH: usize = 64;
 pub const PACKS: usize = 4;
