@@ -22,7 +22,7 @@ use crate::config::RuntimeConfig;
 use crate::convert;
 use crate::enrich::{EnricherEntry, EnricherStatus};
 use crate::error::{ErrorKind, Failure, FailureSink, LoadError, ProcessError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PackSeries};
 use crate::pack::{self, PackVersion, Warm};
 use crate::routing::Router;
 use crate::sandbox::{self, CallCtx, LogLine, World};
@@ -602,6 +602,7 @@ impl Inner {
             sha256: sha,
             codes: pack::codes(&info),
             router: Router::new(&info.subscriptions),
+            series: PackSeries::new(&self.metrics, &id, &info.version),
             info,
             config,
             pre,
@@ -785,10 +786,23 @@ impl Inner {
         let version = entry.current.load_full();
         let selected: Vec<usize> = {
             let pos = entry.positions.lock();
+            // A batch is mostly one server's: look its position up once.
+            let mut last: Option<(&Str, Option<u64>)> = None;
             (0..events.len())
                 .filter(|&i| {
                     let ev = &events[i];
-                    version.router.matches(ev) && pos.get(&ev.server).is_none_or(|&p| ev.id > p)
+                    if !version.router.matches(ev) {
+                        return false;
+                    }
+                    let at = match last {
+                        Some((server, at)) if **server == *ev.server => at,
+                        _ => {
+                            let at = pos.get(&ev.server).copied();
+                            last = Some((&ev.server, at));
+                            at
+                        }
+                    };
+                    at.is_none_or(|p| ev.id > p)
                 })
                 .collect()
         };
@@ -873,9 +887,9 @@ impl Inner {
         match result {
             Ok(p) => {
                 self.commit(entry, version, p, ended, out)?;
-                self.metrics
+                version
+                    .series
                     .latency
-                    .with_label_values(&[&*entry.id])
                     .observe(started.elapsed().as_secs_f64());
                 Ok(())
             }
@@ -1068,7 +1082,7 @@ impl Inner {
         let r = warm.bindings.call_on_batch(&mut warm.store, &lowered.batch);
         self.account(&warm.store);
         let high_water = warm.store.data().limiter.high_water as i64;
-        let gauge = self.metrics.memory.with_label_values(&[&*entry.id]);
+        let gauge = &version.series.memory;
         if high_water > gauge.get() {
             gauge.set(high_water);
         }
@@ -1226,16 +1240,9 @@ impl Inner {
             }
         }
         if p.events > 0 {
-            let labels = [&*entry.id, &*version.version];
-            self.metrics.batches.with_label_values(&labels).inc();
-            self.metrics
-                .events
-                .with_label_values(&labels)
-                .inc_by(p.events as u64);
-            self.metrics
-                .outcomes
-                .with_label_values(&labels)
-                .inc_by(outcomes.len() as u64);
+            version.series.batches.inc();
+            version.series.events.inc_by(p.events as u64);
+            version.series.outcomes.inc_by(outcomes.len() as u64);
             let mut h = entry.health.lock();
             if h.recent.is_empty()
                 && h.released_at

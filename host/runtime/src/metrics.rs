@@ -1,6 +1,9 @@
 //! Per-pack Prometheus metrics.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 /// The runtime's metric families, registered once per host.
 #[derive(Clone)]
@@ -75,5 +78,29 @@ impl Metrics {
         registry.register(Box::new(m.memory.clone()))?;
         registry.register(Box::new(m.recycles.clone()))?;
         Ok(m)
+    }
+}
+
+/// One pack version's series of the per-batch metrics, resolved once at
+/// load: looking a series up by its labels hashes them on every batch.
+#[derive(Clone)]
+pub(crate) struct PackSeries {
+    pub batches: IntCounter,
+    pub events: IntCounter,
+    pub outcomes: IntCounter,
+    pub latency: Histogram,
+    pub memory: IntGauge,
+}
+
+impl PackSeries {
+    pub(crate) fn new(m: &Metrics, pack: &str, version: &str) -> PackSeries {
+        let labels = [pack, version];
+        PackSeries {
+            batches: m.batches.with_label_values(&labels),
+            events: m.events.with_label_values(&labels),
+            outcomes: m.outcomes.with_label_values(&labels),
+            latency: m.latency.with_label_values(&[pack]),
+            memory: m.memory.with_label_values(&[pack]),
+        }
     }
 }

@@ -13,7 +13,9 @@ use crate::bindings::pack::openmohaa::stats::meta::PackInfo;
 use crate::bindings::pack::{AchievementPack, AchievementPackPre};
 use crate::error::LoadError;
 use crate::routing::Router;
+use crate::metrics::PackSeries;
 use crate::sandbox::StoreData;
+use crate::state::FxSet;
 
 /// A live instance and its store.
 pub(crate) struct Warm {
@@ -28,8 +30,10 @@ pub(crate) struct PackVersion {
     pub path: PathBuf,
     pub sha256: String,
     pub info: PackInfo,
-    pub codes: HashSet<Str>,
+    pub codes: FxSet<Str>,
     pub router: Router,
+    /// This version's metric series.
+    pub series: PackSeries,
     pub config: Vec<(String, String)>,
     pub pre: AchievementPackPre<StoreData>,
     /// Warm instance per worker; only worker `w` touches `slots[w]`, the
@@ -103,7 +107,7 @@ pub(crate) fn validate(info: &PackInfo, others: &HashMap<Str, Str>) -> Result<()
     Ok(())
 }
 
-pub(crate) fn codes(info: &PackInfo) -> HashSet<Str> {
+pub(crate) fn codes(info: &PackInfo) -> FxSet<Str> {
     info.achievements
         .iter()
         .map(|a| Arc::from(a.code.as_str()))

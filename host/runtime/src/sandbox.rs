@@ -577,14 +577,7 @@ impl CallCtx {
                         match self.formatted.get(&k) {
                             Some(&i) => i,
                             None => {
-                                let s = st::instance(
-                                    scope,
-                                    &self.events,
-                                    full,
-                                    guid,
-                                    &LifeBook::default(),
-                                );
-                                let i = self.txn.insts.id(&s);
+                                let i = self.txn.insts.id(&ev.round_instance());
                                 self.formatted.insert(k, i);
                                 i
                             }
@@ -596,8 +589,7 @@ impl CallCtx {
                         match self.formatted.get(&k) {
                             Some(&i) => i,
                             None => {
-                                let s = Str::from(format!("{}#{}", ev.session, life));
-                                let i = self.txn.insts.id(&s);
+                                let i = self.txn.insts.id(&ev.life_instance(guid, life));
                                 self.formatted.insert(k, i);
                                 i
                             }

@@ -5,7 +5,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::OnceLock;
 
 use opm_model::plugin::{Scope, StateKey, StateValue};
 use opm_model::{Event, EventKind, Str};
@@ -59,7 +59,7 @@ impl Hasher for FxHasher {
 }
 
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+pub(crate) type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// `(Scope, Str)` looked up as `(Scope, &str)`: both hash and compare as
 /// the scope then the string, so std maps can be probed without building
@@ -963,6 +963,10 @@ pub(crate) struct EventInfo {
     pub round: u32,
     pub actor: Option<(Str, u32)>,
     pub target: Option<(Str, u32)>,
+    /// The round instance and the actor's and target's life instances,
+    /// formatted on first use. The infos of a batch are shared by every
+    /// pack, so each is formatted once per batch, not once per pack.
+    formatted: [OnceLock<Str>; 3],
 }
 
 impl EventInfo {
@@ -974,7 +978,30 @@ impl EventInfo {
             round: ev.round,
             actor: ev.actor.as_ref().map(|p| (p.guid.clone(), p.life)),
             target: ev.target.as_ref().map(|p| (p.guid.clone(), p.life)),
+            formatted: Default::default(),
         }
+    }
+
+    /// The event's round instance ("match#round").
+    pub(crate) fn round_instance(&self) -> Str {
+        self.formatted[0]
+            .get_or_init(|| Str::from(format!("{}#{}", self.match_id, self.round)))
+            .clone()
+    }
+
+    /// The instance of life `life` of `guid` in the event's session
+    /// ("session#life").
+    pub(crate) fn life_instance(&self, guid: &Str, life: u32) -> Str {
+        let format = || Str::from(format!("{}#{}", self.session, life));
+        for (i, p) in [&self.actor, &self.target].into_iter().enumerate() {
+            if let Some((g, l)) = p
+                && *l == life
+                && g == guid
+            {
+                return self.formatted[1 + i].get_or_init(format).clone();
+            }
+        }
+        format()
     }
 }
 
@@ -1015,7 +1042,9 @@ impl LifeBook {
 }
 
 /// The scope instance for a state call made at `events[at]` for `guid`.
-/// `book` is the life book as of the start of `events`.
+/// `book` is the life book as of the start of `events`. (The state bridge
+/// derives the same step by step, caching; tests check this reference.)
+#[cfg(test)]
 pub(crate) fn instance(
     scope: Scope,
     events: &[EventInfo],
@@ -1028,11 +1057,8 @@ pub(crate) fn instance(
         Scope::Lifetime => opm_model::event::empty(),
         Scope::Session => ev.session.clone(),
         Scope::Match => ev.match_id.clone(),
-        Scope::Round => Arc::from(format!("{}#{}", ev.match_id, ev.round)),
-        Scope::Life => {
-            let life = life_at(events, at, guid, book);
-            Arc::from(format!("{}#{}", ev.session, life))
-        }
+        Scope::Round => ev.round_instance(),
+        Scope::Life => ev.life_instance(guid, life_at(events, at, guid, book)),
     }
 }
 
@@ -1107,6 +1133,7 @@ fn ended_list(events: &[EventInfo]) -> Vec<Ended> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use super::*;
 
     const LIM: TxnLimits = TxnLimits {
@@ -1278,6 +1305,7 @@ mod tests {
             round: 2,
             actor: actor.map(|(g, l)| (Arc::from(g), l)),
             target: target.map(|(g, l)| (Arc::from(g), l)),
+            formatted: Default::default(),
         }
     }
 
