@@ -1,6 +1,8 @@
 //! The Wasm side: generated bindings and the glue between them and the
 //! author-facing types. Only compiled for `wasm32`.
 
+use opm_plugin_abi::counters::{COUNTER_WRITE_SIZE, CounterOp as AbiOp, CounterWriteRecord};
+
 use crate::state::{Backend, CounterOp, CounterWrite, Level, Scope};
 use crate::{Batch, Config, EventKind, Outcome, Pack, PackError, PlayerRef};
 
@@ -156,20 +158,23 @@ impl Backend for Imports {
         wstate::set_count(at, scope(s), player, key_id(key))
     }
     fn write_counters(&mut self, writes: &[CounterWrite<'_>]) {
-        let writes: Vec<wstate::CounterWrite> = writes
-            .iter()
-            .map(|w| wstate::CounterWrite {
+        let mut packed = Vec::with_capacity(writes.len() * COUNTER_WRITE_SIZE);
+        for w in writes {
+            let (op, value) = match w.op {
+                CounterOp::Add(d) => (AbiOp::Add, d),
+                CounterOp::Put(v) => (AbiOp::Put, v),
+            };
+            CounterWriteRecord {
                 at: w.at,
-                scope: scope(w.scope),
+                scope: scope(w.scope) as u8,
+                op,
                 player: w.player,
                 key: key_id(w.key),
-                op: match w.op {
-                    CounterOp::Add(d) => wstate::CounterOp::Add(d),
-                    CounterOp::Put(v) => wstate::CounterOp::Put(v),
-                },
-            })
-            .collect();
-        wstate::write_counters(&writes)
+                value,
+            }
+            .encode(&mut packed);
+        }
+        wstate::write_counters(&packed)
     }
     fn log(&mut self, level: Level, message: &str) {
         let level = match level {

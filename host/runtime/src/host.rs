@@ -26,7 +26,7 @@ use crate::metrics::{Metrics, PackSeries};
 use crate::pack::{self, PackVersion, Warm};
 use crate::routing::Router;
 use crate::sandbox::{self, CallCtx, LogLine, World};
-use crate::state::{self, Committed, EndedSet, EventInfo, LifeBook, Txn, TxnLimits};
+use crate::state::{self, Committed, EndedSet, EventInfo, FxMap, LifeBook, Txn, TxnLimits};
 
 mod definitions;
 
@@ -104,7 +104,7 @@ pub(crate) struct PackEntry {
     current: ArcSwap<PackVersion>,
     previous: Mutex<Option<Arc<PackVersion>>>,
     committed: Arc<Mutex<Committed>>,
-    positions: Mutex<HashMap<Str, u64>>,
+    positions: Mutex<FxMap<Str, u64>>,
     health: Mutex<Health>,
     queues: Vec<Mutex<VecDeque<Event>>>,
     /// Emptied transactions with their tables' capacity, for the next
@@ -1099,13 +1099,7 @@ impl Inner {
             Ok(Err(pe)) => (ErrorKind::PluginError, format!("{pe:?}")),
             Ok(Ok(outs)) => match self.outcomes(version, events, sel, &lowered.guids, outs) {
                 Ok(outcomes) => {
-                    let mut positions: HashMap<Str, u64> = HashMap::new();
-                    for &i in sel {
-                        let p = positions.entry(events[i].server.clone()).or_default();
-                        *p = (*p).max(events[i].id);
-                    }
-                    let mut positions: Vec<_> = positions.into_iter().collect();
-                    positions.sort();
+                    let positions = positions_of(events, sel);
                     return Ok(Prepared {
                         txn,
                         outcomes,
@@ -1151,9 +1145,12 @@ impl Inner {
                 sel.len()
             ));
         }
-        let mut by_id: HashMap<u64, &Event> = HashMap::with_capacity(sel.len());
-        for &i in sel {
-            by_id.entry(events[i].id).or_insert(&events[i]);
+        let mut by_id: FxMap<u64, &Event> = FxMap::default();
+        if !outs.is_empty() {
+            by_id.reserve(sel.len());
+            for &i in sel {
+                by_id.entry(events[i].id).or_insert(&events[i]);
+            }
         }
         let mut out = Vec::with_capacity(outs.len());
         for o in outs {
@@ -1257,11 +1254,70 @@ impl Inner {
     }
 }
 
+/// The last event id per server among `events[sel]`, sorted by server.
+fn positions_of(events: &[Event], sel: &[usize]) -> Vec<(Str, u64)> {
+    // A batch holds few servers, mostly in runs: a scan beats a map.
+    let mut positions: Vec<(Str, u64)> = Vec::new();
+    let mut last = 0;
+    for &i in sel {
+        let ev = &events[i];
+        let found = match positions.get(last) {
+            Some((s, _)) if **s == *ev.server => Some(last),
+            _ => positions.iter().position(|(s, _)| **s == *ev.server),
+        };
+        match found {
+            Some(at) => {
+                last = at;
+                positions[at].1 = positions[at].1.max(ev.id);
+            }
+            None => {
+                last = positions.len();
+                positions.push((ev.server.clone(), ev.id));
+            }
+        }
+    }
+    positions.sort();
+    positions
+}
+
 fn empty_prepared() -> Prepared {
     Prepared {
         txn: Txn::default(),
         outcomes: Vec::new(),
         positions: Vec::new(),
         events: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_the_last_id_per_server() {
+        let ev = |server: &str, id: u64| {
+            let mut e = Event::new(EventKind::PlayerKill);
+            e.server = Str::from(server);
+            e.id = id;
+            e
+        };
+        let events = [
+            ev("b", 5),
+            ev("b", 7),
+            ev("a", 3),
+            ev("b", 9),
+            ev("c", 1),
+            ev("a", 4),
+        ];
+        let all: Vec<usize> = (0..events.len()).collect();
+        let got = positions_of(&events, &all);
+        let want: Vec<(Str, u64)> = vec![("a".into(), 4), ("b".into(), 9), ("c".into(), 1)];
+        assert_eq!(got, want);
+        // Only the selected events count.
+        assert_eq!(
+            positions_of(&events, &[0, 2]),
+            vec![("a".into(), 3), ("b".into(), 5)]
+        );
+        assert!(positions_of(&events, &[]).is_empty());
     }
 }

@@ -12,8 +12,8 @@ use wasmtime::Store;
 use crate::bindings::pack::openmohaa::stats::meta::PackInfo;
 use crate::bindings::pack::{AchievementPack, AchievementPackPre};
 use crate::error::LoadError;
-use crate::routing::Router;
 use crate::metrics::PackSeries;
+use crate::routing::Router;
 use crate::sandbox::StoreData;
 use crate::state::FxSet;
 

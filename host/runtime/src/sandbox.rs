@@ -31,6 +31,7 @@ use crate::error::{ErrorKind, LoadError};
 use crate::state::{
     self as st, Committed, EventInfo, FxMap, Id, LifeBook, StateLimit, Txn, TxnLimits,
 };
+use opm_plugin_abi::counters::{CounterOp, CounterWriteError, CounterWriteRecord};
 
 /// Builds the production engine (epochs, pooling) or the tooling engine
 /// (fuel, on-demand allocation).
@@ -865,34 +866,41 @@ impl state::Host for StoreData {
         self.keys.intern(name).map_err(wasmtime::Error::new)
     }
 
-    fn write_counters(&mut self, writes: Vec<state::CounterWrite>) -> wasmtime::Result<()> {
-        for w in writes {
-            self.write_counter(w)?;
+    fn write_counters(&mut self, writes: Vec<u8>) -> wasmtime::Result<()> {
+        let bad = |e: CounterWriteError| wasmtime::Error::new(BadCall(e.to_string()));
+        for w in CounterWriteRecord::decode_all(&writes).map_err(bad)? {
+            let CounterWriteRecord {
+                at,
+                scope,
+                op,
+                player,
+                key,
+                value,
+            } = w.map_err(bad)?;
+            let scope = SCOPES.get(scope as usize).copied().ok_or_else(|| {
+                wasmtime::Error::new(BadCall(format!("write-counters scope {scope}")))
+            })?;
+            with_call!(self, at, scope, player, key, |ctx, slot, c| {
+                let lim = ctx.limits;
+                match op {
+                    CounterOp::Add => ctx.txn.add_at(&c, slot, value, &lim).map(drop),
+                    CounterOp::Put => ctx.txn.put_at(&c, slot, value, &lim),
+                }
+                .map_err(wasmtime::Error::new)
+            })?;
         }
         Ok(())
     }
 }
 
-impl StoreData {
-    /// One buffered counter write, through the same path as `add`/`put`.
-    fn write_counter(&mut self, w: state::CounterWrite) -> wasmtime::Result<()> {
-        let state::CounterWrite {
-            at,
-            scope,
-            player,
-            key,
-            op,
-        } = w;
-        with_call!(self, at, scope, player, key, |ctx, slot, c| {
-            let lim = ctx.limits;
-            match op {
-                state::CounterOp::Add(delta) => ctx.txn.add_at(&c, slot, delta, &lim).map(drop),
-                state::CounterOp::Put(value) => ctx.txn.put_at(&c, slot, value, &lim),
-            }
-            .map_err(wasmtime::Error::new)
-        })
-    }
-}
+/// The WIT scopes by case index.
+const SCOPES: [state::Scope; 5] = [
+    state::Scope::Lifetime,
+    state::Scope::Session,
+    state::Scope::Match,
+    state::Scope::Round,
+    state::Scope::Life,
+];
 
 impl log::Host for StoreData {
     fn emit(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
@@ -946,6 +954,13 @@ mod tests {
         KeyNames {
             max_bytes,
             ..KeyNames::default()
+        }
+    }
+
+    #[test]
+    fn scopes_are_in_case_order() {
+        for (i, s) in SCOPES.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?}");
         }
     }
 

@@ -1133,8 +1133,8 @@ fn ended_list(events: &[EventInfo]) -> Vec<Ended> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use super::*;
+    use std::sync::Arc;
 
     const LIM: TxnLimits = TxnLimits {
         blob_bytes: 16,

@@ -1,4 +1,5 @@
-//! The packed event layout of the `openmohaa:stats` contract.
+//! The packed layouts of the `openmohaa:stats` contract: events here,
+//! counter writes in [`counters`].
 //!
 //! `batch.events` is a `list<u8>`: every event is one [`EVENT_SIZE`]-byte
 //! little-endian record, the `event` record of `wit/stats.wit` laid out at
@@ -27,6 +28,7 @@
 //! f32 at 8, 12, 16 (zeroes when absent), `pitch` f32 at 20, `yaw` f32 at
 //! 24, `health` s32 at 28, `life` u32 at 32.
 
+pub mod counters;
 #[cfg(feature = "model")]
 pub mod lower;
 

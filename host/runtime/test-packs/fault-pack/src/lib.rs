@@ -161,15 +161,18 @@ impl Guest for Pack {
                     }
                     "counter-flood" => {
                         // The same cap, reached through the batched call.
-                        let writes: Vec<state::CounterWrite> = (0..1000u32)
-                            .map(|n| state::CounterWrite {
+                        let mut writes = Vec::new();
+                        for n in 0..1000u32 {
+                            opm_plugin_abi::counters::CounterWriteRecord {
                                 at: i as u32,
-                                scope: Scope::Lifetime,
+                                scope: Scope::Lifetime as u8,
+                                op: opm_plugin_abi::counters::CounterOp::Add,
                                 player: actor.player,
                                 key: state::key(&format!("k{n}")),
-                                op: state::CounterOp::Add(1),
-                            })
-                            .collect();
+                                value: 1,
+                            }
+                            .encode(&mut writes);
+                        }
                         state::write_counters(&writes);
                     }
                     "probe" => {
