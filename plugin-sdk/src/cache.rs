@@ -20,6 +20,8 @@
 //! the host directly; calls that write that way also empty the cache,
 //! because they may have changed a slot it holds.
 
+use std::cell::Cell;
+
 use rustc_hash::FxHashMap;
 
 use crate::ctx::{Ctx, Outcome};
@@ -61,7 +63,18 @@ struct Tables {
     slots: Vec<Slot>,
     /// (address, key) → index into `slots`.
     index: FxHashMap<(Address, u32), usize>,
+    /// The last key names looked up, by where the pack's string lies:
+    /// (address, length, key index). A pack passes the same few literals
+    /// over and over, and comparing a pointer (then the bytes, since a
+    /// freed string's address can come back with other text) is much
+    /// cheaper than hashing the name: the name lookups were the largest
+    /// part of a state-heavy pack's own cost.
+    recent: [Cell<(usize, usize, u32)>; RECENT],
+    next: Cell<usize>,
 }
+
+/// Key names remembered by address.
+const RECENT: usize = 8;
 
 /// Key names kept across batches at most; beyond, they are dropped
 /// between batches (a pack that makes a key per player or weapon does not
@@ -70,7 +83,18 @@ const KEEP_NAMES: usize = 4096;
 
 impl Tables {
     fn key(&self, name: &str) -> Option<u32> {
-        self.keys.get(name).copied()
+        let (at, len) = (name.as_ptr() as usize, name.len());
+        for r in &self.recent {
+            let (a, l, k) = r.get();
+            if a == at && l == len && self.names.get(k as usize).is_some_and(|n| **n == *name) {
+                return Some(k);
+            }
+        }
+        let k = self.keys.get(name).copied()?;
+        let n = self.next.get();
+        self.recent[n % RECENT].set((at, len, k));
+        self.next.set(n.wrapping_add(1));
+        Some(k)
     }
 
     fn intern(&mut self, name: &str) -> u32 {
@@ -89,6 +113,7 @@ impl Tables {
         if self.names.len() > KEEP_NAMES {
             self.names.clear();
             self.keys.clear();
+            self.recent = Default::default();
         }
     }
 }
@@ -556,6 +581,23 @@ mod tests {
             prop_assert_eq!(host.values, direct.values);
             prop_assert!(host.calls <= direct.calls);
         }
+    }
+
+    #[test]
+    fn a_key_is_known_by_its_text_not_where_it_lies() {
+        let mut t = Tables::default();
+        let kills = t.intern("kills");
+        let mills = t.intern("mills");
+        let mut s = String::from("kills");
+        assert_eq!(t.key(&s), Some(kills));
+        assert_eq!(t.key(&s), Some(kills), "remembered by address");
+        // Same address, same length, other text.
+        s.replace_range(0..1, "m");
+        assert_eq!(t.key(&s), Some(mills));
+        // Same address, other length.
+        assert_eq!(t.key(&s[..4]), None);
+        s.replace_range(0..1, "x");
+        assert_eq!(t.key(&s), None);
     }
 
     #[test]
