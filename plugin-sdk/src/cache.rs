@@ -20,12 +20,11 @@
 //! the host directly; calls that write that way also empty the cache,
 //! because they may have changed a slot it holds.
 
-use std::cell::Cell;
-
 use rustc_hash::FxHashMap;
 
 use crate::ctx::{Ctx, Outcome};
 use crate::event::{Batch, PlayerRef};
+use crate::keys::KeyTable;
 use crate::pack::{Pack, PackError};
 use crate::state::{Backend, CounterOp, CounterWrite, Level, Scope};
 
@@ -56,25 +55,13 @@ struct Slot {
 /// included, was a quarter of a simple pack's own cost.
 #[derive(Default)]
 struct Tables {
-    /// Key names seen, by index; a slot names its key by index.
-    names: Vec<Box<str>>,
-    keys: FxHashMap<Box<str>, u32>,
+    /// Key names seen; a slot names its key by index.
+    keys: KeyTable,
     /// Slots in first-touch order, so the write-back is deterministic.
     slots: Vec<Slot>,
     /// (address, key) → index into `slots`.
     index: FxHashMap<(Address, u32), usize>,
-    /// The last key names looked up, by where the pack's string lies:
-    /// (address, length, key index). A pack passes the same few literals
-    /// over and over, and comparing a pointer (then the bytes, since a
-    /// freed string's address can come back with other text) is much
-    /// cheaper than hashing the name: the name lookups were the largest
-    /// part of a state-heavy pack's own cost.
-    recent: [Cell<(usize, usize, u32)>; RECENT],
-    next: Cell<usize>,
 }
-
-/// Key names remembered by address.
-const RECENT: usize = 8;
 
 /// Key names kept across batches at most; beyond, they are dropped
 /// between batches (a pack that makes a key per player or weapon does not
@@ -82,38 +69,11 @@ const RECENT: usize = 8;
 const KEEP_NAMES: usize = 4096;
 
 impl Tables {
-    fn key(&self, name: &str) -> Option<u32> {
-        let (at, len) = (name.as_ptr() as usize, name.len());
-        for r in &self.recent {
-            let (a, l, k) = r.get();
-            if a == at && l == len && self.names.get(k as usize).is_some_and(|n| **n == *name) {
-                return Some(k);
-            }
-        }
-        let k = self.keys.get(name).copied()?;
-        let n = self.next.get();
-        self.recent[n % RECENT].set((at, len, k));
-        self.next.set(n.wrapping_add(1));
-        Some(k)
-    }
-
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(k) = self.key(name) {
-            return k;
-        }
-        let k = self.names.len() as u32;
-        self.names.push(Box::from(name));
-        self.keys.insert(Box::from(name), k);
-        k
-    }
-
     fn clear(&mut self) {
         self.slots.clear();
         self.index.clear();
-        if self.names.len() > KEEP_NAMES {
-            self.names.clear();
+        if self.keys.len() > KEEP_NAMES {
             self.keys.clear();
-            self.recent = Default::default();
         }
     }
 }
@@ -171,12 +131,12 @@ impl<'b> Cache<'b> {
     }
 
     fn find(&self, addr: &Address, key: &str) -> Option<usize> {
-        let k = self.t.key(key)?;
+        let k = self.t.keys.get(key)?;
         self.t.index.get(&(*addr, k)).copied()
     }
 
     fn insert(&mut self, addr: Address, at: u32, key: &str, value: i64) -> usize {
-        let k = self.t.intern(key);
+        let k = self.t.keys.intern(key);
         let i = self.t.slots.len();
         self.t.slots.push(Slot {
             at,
@@ -204,7 +164,7 @@ impl<'b> Cache<'b> {
     /// Hands every pending write to the host in one call. Values stay
     /// cached: the host's transaction now holds what they say.
     pub(crate) fn flush(&mut self) {
-        let names = &self.t.names;
+        let keys = &self.t.keys;
         let writes: Vec<CounterWrite<'_>> = self
             .t
             .slots
@@ -215,7 +175,7 @@ impl<'b> Cache<'b> {
                     at: s.at,
                     scope: s.scope,
                     player: s.player,
-                    key: &names[s.key as usize],
+                    key: keys.name(s.key),
                     op,
                 })
             })
@@ -581,23 +541,6 @@ mod tests {
             prop_assert_eq!(host.values, direct.values);
             prop_assert!(host.calls <= direct.calls);
         }
-    }
-
-    #[test]
-    fn a_key_is_known_by_its_text_not_where_it_lies() {
-        let mut t = Tables::default();
-        let kills = t.intern("kills");
-        let mills = t.intern("mills");
-        let mut s = String::from("kills");
-        assert_eq!(t.key(&s), Some(kills));
-        assert_eq!(t.key(&s), Some(kills), "remembered by address");
-        // Same address, same length, other text.
-        s.replace_range(0..1, "m");
-        assert_eq!(t.key(&s), Some(mills));
-        // Same address, other length.
-        assert_eq!(t.key(&s[..4]), None);
-        s.replace_range(0..1, "x");
-        assert_eq!(t.key(&s), None);
     }
 
     #[test]

@@ -364,10 +364,11 @@ impl<'a> Event<'a> {
             .map(move |(_, k, v)| (batch.sym(*k), batch.sym(*v)))
     }
 
-    /// The actor killed themself (same identity on both sides).
+    /// The actor killed themself (same identity on both sides; a batch
+    /// gives one player index per identity, so the indices are compared).
     pub fn is_suicide(&self) -> bool {
         self.kind() == EventKind::PlayerSuicide
-            || matches!((self.actor(), self.target()), (Some(a), Some(t)) if a.guid() == t.guid())
+            || matches!((self.actor(), self.target()), (Some(a), Some(t)) if a.player() == t.player())
     }
 
     /// The actor hit someone on their own team (both teams known).
@@ -377,7 +378,7 @@ impl<'a> Event<'a> {
         }
         match (self.actor(), self.target()) {
             (Some(a), Some(t)) => {
-                a.team() != Team::None && a.team() == t.team() && a.guid() != t.guid()
+                a.team() != Team::None && a.team() == t.team() && a.player() != t.player()
             }
             _ => false,
         }

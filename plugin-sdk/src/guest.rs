@@ -3,6 +3,7 @@
 
 use opm_plugin_abi::counters::{COUNTER_WRITE_SIZE, CounterOp as AbiOp, CounterWriteRecord};
 
+use crate::keys::KeyTable;
 use crate::state::{Backend, CounterOp, CounterWrite, Level, Scope};
 use crate::{Batch, Config, EventKind, Outcome, Pack, PackError, PlayerRef};
 
@@ -100,16 +101,22 @@ thread_local! {
 
 /// Key name → host key id, for this instance.
 #[derive(Default)]
-struct KeyIds(rustc_hash::FxHashMap<Box<str>, u32>);
+struct KeyIds {
+    names: KeyTable,
+    /// Host id by index in `names`.
+    ids: Vec<u32>,
+}
 
 fn key_id(name: &str) -> u32 {
     KEY_IDS.with(|k| {
         let mut k = k.borrow_mut();
-        if let Some(&id) = k.0.get(name) {
-            return id;
+        if let Some(i) = k.names.get(name) {
+            return k.ids[i as usize];
         }
         let id = wstate::key(name);
-        k.0.insert(Box::from(name), id);
+        let i = k.names.intern(name);
+        debug_assert_eq!(i as usize, k.ids.len());
+        k.ids.push(id);
         id
     })
 }

@@ -52,6 +52,7 @@
 mod cache;
 mod ctx;
 mod event;
+mod keys;
 mod kind;
 mod pack;
 pub mod rules;

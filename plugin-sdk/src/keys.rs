@@ -1,0 +1,144 @@
+//! Interned state key names, looked up by where the pack's string lies
+//! before they are hashed.
+//!
+//! A pack passes the same few literals over and over; comparing a pointer
+//! and length (then the bytes, since a freed string's address can come
+//! back with other text) is much cheaper in a guest than hashing the name,
+//! and `memcmp` there is a byte loop behind a call.
+
+use std::cell::Cell;
+
+use rustc_hash::FxHashMap;
+
+/// Names remembered by address.
+const RECENT: usize = 8;
+
+/// Key names by dense index.
+#[derive(Default)]
+pub(crate) struct KeyTable {
+    names: Vec<Box<str>>,
+    index: FxHashMap<Box<str>, u32>,
+    /// The last names looked up: (address, length, index).
+    recent: [Cell<(usize, usize, u32)>; RECENT],
+    next: Cell<usize>,
+}
+
+impl KeyTable {
+    /// The index of `name`, if interned.
+    pub(crate) fn get(&self, name: &str) -> Option<u32> {
+        let (at, len) = (name.as_ptr() as usize, name.len());
+        for r in &self.recent {
+            let (a, l, k) = r.get();
+            if a == at
+                && l == len
+                && self
+                    .names
+                    .get(k as usize)
+                    .is_some_and(|n| same_text(n.as_bytes(), name.as_bytes()))
+            {
+                return Some(k);
+            }
+        }
+        let k = self.index.get(name).copied()?;
+        let n = self.next.get();
+        self.recent[n % RECENT].set((at, len, k));
+        self.next.set(n.wrapping_add(1));
+        Some(k)
+    }
+
+    /// The index of `name`, interned if new.
+    pub(crate) fn intern(&mut self, name: &str) -> u32 {
+        if let Some(k) = self.get(name) {
+            return k;
+        }
+        let k = self.names.len() as u32;
+        self.names.push(Box::from(name));
+        self.index.insert(Box::from(name), k);
+        k
+    }
+
+    /// The name at `index`.
+    pub(crate) fn name(&self, index: u32) -> &str {
+        &self.names[index as usize]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.names.clear();
+        self.index.clear();
+        self.recent = Default::default();
+    }
+}
+
+/// `a == b` for short strings without a call to `memcmp`.
+///
+/// Both have the same length, so equal tails mean equal bytes.
+#[inline]
+fn same_text(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (p, q) in (&mut x).zip(&mut y) {
+        if u64::from_le_bytes(p.try_into().unwrap()) != u64::from_le_bytes(q.try_into().unwrap()) {
+            return false;
+        }
+    }
+    // The tail as a number, built byte by byte: a variable-length copy
+    // into an array would be a `memory.copy`, a call out of the guest.
+    let tail = |r: &[u8]| {
+        r.iter()
+            .enumerate()
+            .fold(0u64, |v, (i, &c)| v | (c as u64) << (8 * i))
+    };
+    tail(x.remainder()) == tail(y.remainder())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_is_byte_equality() {
+        let words = [
+            "",
+            "a",
+            "kills",
+            "killz",
+            "round-kills",
+            "round-kilts",
+            "0123456789abcdef",
+            "0123456789abcdeF",
+            "0123456789abcdef0",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same_text(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_is_known_by_its_text_not_where_it_lies() {
+        let mut t = KeyTable::default();
+        let kills = t.intern("kills");
+        let mills = t.intern("mills");
+        let mut s = String::from("kills");
+        assert_eq!(t.get(&s), Some(kills));
+        assert_eq!(t.get(&s), Some(kills), "remembered by address");
+        // Same address, same length, other text.
+        s.replace_range(0..1, "m");
+        assert_eq!(t.get(&s), Some(mills));
+        // Same address, other length.
+        assert_eq!(t.get(&s[..4]), None);
+        s.replace_range(0..1, "x");
+        assert_eq!(t.get(&s), None);
+        assert_eq!(t.name(mills), "mills");
+        t.clear();
+        assert_eq!(t.get("kills"), None);
+        assert_eq!(t.intern("other"), 0);
+    }
+}
