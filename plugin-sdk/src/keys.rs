@@ -18,36 +18,35 @@ const RECENT: usize = 8;
 pub(crate) struct KeyTable {
     names: Vec<Box<str>>,
     index: FxHashMap<Box<str>, u32>,
-    /// The last names looked up: (address, length, index).
-    recent: [Cell<(usize, usize, u32)>; RECENT],
-    /// Where the next new entry goes, and the entry that hit last.
+    /// Names looked up before, by the address of the string they were
+    /// looked up with (0: none) and their index, replaced round robin.
+    at: [Cell<usize>; RECENT],
+    key: [Cell<u32>; RECENT],
     next: Cell<usize>,
-    last: Cell<usize>,
 }
 
 impl KeyTable {
     /// The index of `name`, if interned.
     pub(crate) fn get(&self, name: &str) -> Option<u32> {
-        let (at, len) = (name.as_ptr() as usize, name.len());
-        // The entry that hit last first: a pack mostly repeats a key.
-        let last = self.last.get();
-        for i in (0..RECENT).map(|i| (last + i) % RECENT) {
-            let (a, l, k) = self.recent[i].get();
-            if a == at
-                && l == len
-                && self
+        let at = name.as_ptr() as usize;
+        // A scan of plain addresses is a few instructions per entry; only a
+        // match is checked further.
+        for i in 0..RECENT {
+            if self.at[i].get() == at {
+                let k = self.key[i].get();
+                if self
                     .names
                     .get(k as usize)
                     .is_some_and(|n| same_text(n.as_bytes(), name.as_bytes()))
-            {
-                self.last.set(i);
-                return Some(k);
+                {
+                    return Some(k);
+                }
             }
         }
         let k = self.index.get(name).copied()?;
         let n = self.next.get();
-        self.recent[n % RECENT].set((at, len, k));
-        self.last.set(n % RECENT);
+        self.at[n % RECENT].set(at);
+        self.key[n % RECENT].set(k);
         self.next.set(n.wrapping_add(1));
         Some(k)
     }
@@ -75,7 +74,8 @@ impl KeyTable {
     pub(crate) fn clear(&mut self) {
         self.names.clear();
         self.index.clear();
-        self.recent = Default::default();
+        self.at = Default::default();
+        self.next.set(0);
     }
 }
 
