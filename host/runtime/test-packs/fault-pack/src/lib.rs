@@ -39,7 +39,6 @@ use std::cell::RefCell;
 use std::hint::black_box;
 
 struct Config {
-    id: String,
     mode: String,
     every: u64,
 }
@@ -88,7 +87,7 @@ impl Guest for Pack {
                 maps: Vec::new(),
             }],
         };
-        CONFIG.with(|c| *c.borrow_mut() = Some(Config { id, mode, every }));
+        CONFIG.with(|c| *c.borrow_mut() = Some(Config { mode, every }));
         Ok(info)
     }
 
@@ -110,7 +109,7 @@ impl Guest for Pack {
                     if ev.id % 10 == 0 {
                         out.push(Outcome::Unlock(Unlock {
                             player: actor.player,
-                            code: format!("{}-x", config.id),
+                            achievement: 0,
                             event_id: ev.id,
                         }));
                     }
@@ -143,7 +142,7 @@ impl Guest for Pack {
                         for _ in 0..1_000 {
                             out.push(Outcome::Unlock(Unlock {
                                 player: actor.player,
-                                code: format!("{}-x", config.id),
+                                achievement: 0,
                                 event_id: ev.id,
                             }));
                         }
@@ -201,7 +200,8 @@ impl Guest for Pack {
                     }
                     "bad-code" => out.push(Outcome::Unlock(Unlock {
                         player: actor.player,
-                        code: String::from("no-such-code"),
+                        // The pack declares one achievement.
+                        achievement: 1,
                         event_id: ev.id,
                     })),
                     _ => {}
