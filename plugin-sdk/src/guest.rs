@@ -50,14 +50,6 @@ pub fn describe<P: Pack>(
     let pack = slot.get_or_insert_with(P::default);
     let info = pack.describe(&Config::new(config)).map_err(wit_error)?;
     info.validate().map_err(wit_error)?;
-    // Outcomes name achievements by their index in this list.
-    CODES.with(|c| {
-        let mut c = c.borrow_mut();
-        c.clear();
-        for a in &info.achievements {
-            c.intern(&a.code);
-        }
-    });
     Ok(meta::PackInfo {
         id: info.id,
         version: info.version,
@@ -105,8 +97,6 @@ struct Imports;
 
 thread_local! {
     static KEY_IDS: std::cell::RefCell<KeyIds> = std::cell::RefCell::default();
-    /// The codes `describe` declared, by index.
-    static CODES: std::cell::RefCell<KeyTable> = std::cell::RefCell::default();
 }
 
 /// Key name → host key id, for this instance.
@@ -212,41 +202,31 @@ pub fn on_batch<P: Pack>(
     let pack = slot.get_or_insert_with(P::default);
     let batch = batch(b);
     let outcomes = crate::cache::run_batch(pack, &mut Imports, &batch).map_err(wit_error)?;
-    CODES.with(|c| {
-        let c = c.borrow();
-        let index = |code: &str| {
-            c.get(code).ok_or_else(|| {
-                types::PluginError::Internal(format!("unknown achievement code {code:?}"))
-            })
-        };
-        outcomes
-            .into_iter()
-            .map(|o| {
-                Ok(match o {
-                    Outcome::Unlock {
-                        player,
-                        code,
-                        event_id,
-                    } => meta::Outcome::Unlock(meta::Unlock {
-                        player,
-                        achievement: index(&code)?,
-                        event_id,
-                    }),
-                    Outcome::Progress {
-                        player,
-                        code,
-                        current,
-                        target,
-                        event_id,
-                    } => meta::Outcome::Progress(meta::Progress {
-                        player,
-                        achievement: index(&code)?,
-                        current,
-                        target,
-                        event_id,
-                    }),
-                })
-            })
-            .collect()
-    })
+    Ok(outcomes
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Unlock {
+                player,
+                code,
+                event_id,
+            } => meta::Outcome::Unlock(meta::Unlock {
+                player,
+                code,
+                event_id,
+            }),
+            Outcome::Progress {
+                player,
+                code,
+                current,
+                target,
+                event_id,
+            } => meta::Outcome::Progress(meta::Progress {
+                player,
+                code,
+                current,
+                target,
+                event_id,
+            }),
+        })
+        .collect())
 }

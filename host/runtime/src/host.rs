@@ -1155,12 +1155,10 @@ impl Inner {
         let mut out = Vec::with_capacity(outs.len());
         for o in outs {
             let (player, code, event_id, kind) = match o {
-                meta::Outcome::Unlock(u) => {
-                    (u.player, u.achievement, u.event_id, OutcomeKind::Unlock)
-                }
+                meta::Outcome::Unlock(u) => (u.player, u.code, u.event_id, OutcomeKind::Unlock),
                 meta::Outcome::Progress(p) => (
                     p.player,
-                    p.achievement,
+                    p.code,
                     p.event_id,
                     OutcomeKind::Progress {
                         current: p.current,
@@ -1168,12 +1166,9 @@ impl Inner {
                     },
                 ),
             };
-            let code = version.code(code).ok_or_else(|| {
-                format!(
-                    "achievement {code} out of range ({} declared)",
-                    version.codes.len()
-                )
-            })?;
+            let code = version
+                .code(&code)
+                .ok_or_else(|| format!("unknown achievement code {code:?}"))?;
             let player = guids.get(player as usize).ok_or_else(|| {
                 format!("player {player} out of range ({} in batch)", guids.len())
             })?;

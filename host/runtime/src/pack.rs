@@ -15,6 +15,7 @@ use crate::error::LoadError;
 use crate::metrics::PackSeries;
 use crate::routing::Router;
 use crate::sandbox::StoreData;
+use crate::state::FxSet;
 
 /// A live instance and its store.
 pub(crate) struct Warm {
@@ -29,8 +30,7 @@ pub(crate) struct PackVersion {
     pub path: PathBuf,
     pub sha256: String,
     pub info: PackInfo,
-    /// Achievement codes in `describe` order: outcomes name them by index.
-    pub codes: Vec<Str>,
+    pub codes: FxSet<Str>,
     pub router: Router,
     /// This version's metric series.
     pub series: PackSeries,
@@ -42,8 +42,8 @@ pub(crate) struct PackVersion {
 }
 
 impl PackVersion {
-    pub(crate) fn code(&self, index: u32) -> Option<Str> {
-        self.codes.get(index as usize).cloned()
+    pub(crate) fn code(&self, code: &str) -> Option<Str> {
+        self.codes.get(code).cloned()
     }
 }
 
@@ -107,7 +107,7 @@ pub(crate) fn validate(info: &PackInfo, others: &HashMap<Str, Str>) -> Result<()
     Ok(())
 }
 
-pub(crate) fn codes(info: &PackInfo) -> Vec<Str> {
+pub(crate) fn codes(info: &PackInfo) -> FxSet<Str> {
     info.achievements
         .iter()
         .map(|a| Arc::from(a.code.as_str()))

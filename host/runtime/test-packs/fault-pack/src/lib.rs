@@ -39,6 +39,7 @@ use std::cell::RefCell;
 use std::hint::black_box;
 
 struct Config {
+    id: String,
     mode: String,
     every: u64,
 }
@@ -87,7 +88,7 @@ impl Guest for Pack {
                 maps: Vec::new(),
             }],
         };
-        CONFIG.with(|c| *c.borrow_mut() = Some(Config { mode, every }));
+        CONFIG.with(|c| *c.borrow_mut() = Some(Config { id, mode, every }));
         Ok(info)
     }
 
@@ -109,7 +110,7 @@ impl Guest for Pack {
                     if ev.id % 10 == 0 {
                         out.push(Outcome::Unlock(Unlock {
                             player: actor.player,
-                            achievement: 0,
+                            code: format!("{}-x", config.id),
                             event_id: ev.id,
                         }));
                     }
@@ -142,7 +143,7 @@ impl Guest for Pack {
                         for _ in 0..1_000 {
                             out.push(Outcome::Unlock(Unlock {
                                 player: actor.player,
-                                achievement: 0,
+                                code: format!("{}-x", config.id),
                                 event_id: ev.id,
                             }));
                         }
@@ -200,8 +201,7 @@ impl Guest for Pack {
                     }
                     "bad-code" => out.push(Outcome::Unlock(Unlock {
                         player: actor.player,
-                        // The pack declares one achievement.
-                        achievement: 1,
+                        code: String::from("no-such-code"),
                         event_id: ev.id,
                     })),
                     _ => {}
