@@ -20,8 +20,6 @@
 //! the host directly; calls that write that way also empty the cache,
 //! because they may have changed a slot it holds.
 
-use rustc_hash::FxHashMap;
-
 use crate::ctx::{Ctx, Outcome};
 use crate::event::{Batch, PlayerRef};
 use crate::keys::KeyTable;
@@ -40,6 +38,9 @@ struct Slot {
     /// The event index the host derives the instance from at write-back.
     at: u32,
     scope: Scope,
+    /// The instance parts of the address (see [`Address`]).
+    a: u32,
+    b: u32,
     player: PlayerRef,
     /// Index into [`Tables::names`].
     key: u32,
@@ -59,8 +60,9 @@ struct Tables {
     keys: KeyTable,
     /// Slots in first-touch order, so the write-back is deterministic.
     slots: Vec<Slot>,
-    /// (address, key) → index into `slots`.
-    index: FxHashMap<(Address, u32), usize>,
+    /// Indices into `slots` by player: a player has a handful of counters
+    /// in a batch, and scanning them beats hashing an address.
+    by_player: Vec<Vec<u32>>,
 }
 
 /// Key names kept across batches at most; beyond, they are dropped
@@ -69,9 +71,16 @@ struct Tables {
 const KEEP_NAMES: usize = 4096;
 
 impl Tables {
-    fn clear(&mut self) {
+    /// Empties the slots, keeping every table's capacity.
+    fn forget(&mut self) {
         self.slots.clear();
-        self.index.clear();
+        for p in &mut self.by_player {
+            p.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.forget();
         if self.keys.len() > KEEP_NAMES {
             self.keys.clear();
         }
@@ -109,7 +118,7 @@ impl<'b> Cache<'b> {
 
     /// Where a call lands, when the cache can tell without the host.
     fn address(&self, at: u32, scope: Scope, player: PlayerRef) -> Option<Address> {
-        if at as usize >= self.batch.len() {
+        if at as usize >= self.batch.len() || player as usize >= self.batch.player_count() {
             // Let the host refuse it.
             return None;
         }
@@ -132,21 +141,38 @@ impl<'b> Cache<'b> {
 
     fn find(&self, addr: &Address, key: &str) -> Option<usize> {
         let k = self.t.keys.get(key)?;
-        self.t.index.get(&(*addr, k)).copied()
+        let &(scope, a, b, player) = addr;
+        self.t
+            .by_player
+            .get(player as usize)?
+            .iter()
+            .map(|&i| i as usize)
+            .find(|&i| {
+                let s = &self.t.slots[i];
+                s.key == k && s.scope == scope && s.a == a && s.b == b
+            })
     }
 
     fn insert(&mut self, addr: Address, at: u32, key: &str, value: i64) -> usize {
         let k = self.t.keys.intern(key);
         let i = self.t.slots.len();
+        let (scope, a, b, player) = addr;
         self.t.slots.push(Slot {
             at,
-            scope: addr.0,
-            player: addr.3,
+            scope,
+            a,
+            b,
+            player,
             key: k,
             value,
             pending: None,
         });
-        self.t.index.insert((addr, k), i);
+        // `address` admits only players of the batch.
+        let p = player as usize;
+        if self.t.by_player.len() <= p {
+            self.t.by_player.resize_with(p + 1, Vec::new);
+        }
+        self.t.by_player[p].push(i as u32);
         i
     }
 
@@ -193,8 +219,7 @@ impl<'b> Cache<'b> {
 
     /// After such a call wrote: it may have changed a cached slot.
     fn forget(&mut self) {
-        self.t.slots.clear();
-        self.t.index.clear();
+        self.t.forget();
     }
 }
 

@@ -202,6 +202,11 @@ impl Batch {
         self.text.get(start..end).unwrap_or("")
     }
 
+    /// Number of players in the batch's player table.
+    pub(crate) fn player_count(&self) -> usize {
+        self.players.len()
+    }
+
     /// A player's (GUID, name), if the batch has the player.
     pub(crate) fn player_info(&self, player: PlayerRef) -> Option<(&str, &str)> {
         let &(guid, name) = self.players.get(player as usize)?;
