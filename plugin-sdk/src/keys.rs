@@ -27,6 +27,7 @@ pub(crate) struct KeyTable {
 
 impl KeyTable {
     /// The index of `name`, if interned.
+    #[inline]
     pub(crate) fn get(&self, name: &str) -> Option<u32> {
         let at = name.as_ptr() as usize;
         // A scan of plain addresses is a few instructions per entry; only a

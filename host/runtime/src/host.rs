@@ -1145,13 +1145,26 @@ impl Inner {
                 sel.len()
             ));
         }
+        // The event an outcome names: ids rise through a batch (the
+        // journal assigns them), so a binary search finds it; a map only
+        // when they do not (the first event with an id wins either way).
+        let sorted = sel.windows(2).all(|w| events[w[0]].id < events[w[1]].id);
         let mut by_id: FxMap<u64, &Event> = FxMap::default();
-        if !outs.is_empty() {
+        if !sorted && !outs.is_empty() {
             by_id.reserve(sel.len());
             for &i in sel {
                 by_id.entry(events[i].id).or_insert(&events[i]);
             }
         }
+        let event = |id: u64| {
+            if sorted {
+                sel.binary_search_by_key(&id, |&i| events[i].id)
+                    .ok()
+                    .map(|j| &events[sel[j]])
+            } else {
+                by_id.get(&id).copied()
+            }
+        };
         let mut out = Vec::with_capacity(outs.len());
         for o in outs {
             let (player, code, event_id, kind) = match o {
@@ -1172,8 +1185,7 @@ impl Inner {
             let player = guids.get(player as usize).ok_or_else(|| {
                 format!("player {player} out of range ({} in batch)", guids.len())
             })?;
-            let ev = by_id
-                .get(&event_id)
+            let ev = event(event_id)
                 .ok_or_else(|| format!("event id {event_id} is not in the batch"))?;
             out.push(Outcome {
                 pack: version.id.clone(),
