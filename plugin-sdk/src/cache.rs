@@ -22,7 +22,7 @@
 
 use crate::ctx::{Ctx, Outcome};
 use crate::event::{Batch, PlayerRef};
-use crate::keys::KeyTable;
+use crate::keys::{KeyTable, same_text};
 use crate::pack::{Pack, PackError};
 use crate::state::{Backend, CounterOp, CounterWrite, Level, Scope};
 
@@ -42,8 +42,12 @@ struct Slot {
     a: u32,
     b: u32,
     player: PlayerRef,
-    /// Index into [`Tables::names`].
+    /// Index into the key table.
     key: u32,
+    /// Where the key string the slot was made with lies: a pack passes the
+    /// same literal again, so a match here (checked against the text)
+    /// finds the slot without looking the name up.
+    key_at: usize,
     /// The value the pack sees: the host's value at the first read plus the
     /// batch's own writes since.
     value: i64,
@@ -140,17 +144,25 @@ impl<'b> Cache<'b> {
     }
 
     fn find(&self, addr: &Address, key: &str) -> Option<usize> {
-        let k = self.t.keys.get(key)?;
         let &(scope, a, b, player) = addr;
-        self.t
-            .by_player
-            .get(player as usize)?
-            .iter()
+        let mine = self.t.by_player.get(player as usize)?;
+        let slots = &self.t.slots;
+        let at = key.as_ptr() as usize;
+        let here = |s: &Slot| s.scope == scope && s.a == a && s.b == b;
+        for &i in mine {
+            let s = &slots[i as usize];
+            if s.key_at == at
+                && here(s)
+                && same_text(self.t.keys.name(s.key).as_bytes(), key.as_bytes())
+            {
+                return Some(i as usize);
+            }
+        }
+        // The same name from another string (built at run time).
+        let k = self.t.keys.get(key)?;
+        mine.iter()
             .map(|&i| i as usize)
-            .find(|&i| {
-                let s = &self.t.slots[i];
-                s.key == k && s.scope == scope && s.a == a && s.b == b
-            })
+            .find(|&i| slots[i].key == k && here(&slots[i]))
     }
 
     fn insert(&mut self, addr: Address, at: u32, key: &str, value: i64) -> usize {
@@ -164,6 +176,7 @@ impl<'b> Cache<'b> {
             b,
             player,
             key: k,
+            key_at: key.as_ptr() as usize,
             value,
             pending: None,
         });

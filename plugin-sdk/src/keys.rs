@@ -83,7 +83,7 @@ impl KeyTable {
 /// `a == b` for short strings without a call to `memcmp`: up to 16 bytes
 /// as two overlapping loads per side.
 #[inline]
-fn same_text(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_text(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
