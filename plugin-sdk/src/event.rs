@@ -193,13 +193,7 @@ impl Batch {
     }
 
     pub(crate) fn sym(&self, sym: Sym) -> &str {
-        let i = sym as usize;
-        let start = match i {
-            0 => 0,
-            _ => self.ends.get(i - 1).copied().unwrap_or(0) as usize,
-        };
-        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
-        self.text.get(start..end).unwrap_or("")
+        opm_plugin_abi::symbol(&self.text, &self.ends, sym)
     }
 
     /// Number of players in the batch's player table.

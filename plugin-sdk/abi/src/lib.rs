@@ -32,6 +32,19 @@ pub mod counters;
 #[cfg(feature = "model")]
 pub mod lower;
 
+/// The text of symbol `sym` of a batch's symbol table (`symbol-text` and
+/// `symbol-ends`): bytes `ends[sym - 1]` (0 for symbol 0) to `ends[sym]`;
+/// "" when out of range.
+pub fn symbol<'a>(text: &'a str, ends: &[u32], sym: u32) -> &'a str {
+    let i = sym as usize;
+    let start = match i {
+        0 => 0,
+        _ => ends.get(i - 1).copied().unwrap_or(0) as usize,
+    };
+    let end = ends.get(i).copied().unwrap_or(0) as usize;
+    text.get(start..end).unwrap_or("")
+}
+
 /// Bytes per packed event.
 pub const EVENT_SIZE: usize = 140;
 /// Bytes per packed participant.

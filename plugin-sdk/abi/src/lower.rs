@@ -31,13 +31,7 @@ pub struct LoweredBatch {
 impl LoweredBatch {
     /// The text of symbol `sym` ("" when out of range).
     pub fn symbol(&self, sym: u32) -> &str {
-        let i = sym as usize;
-        let start = match i {
-            0 => 0,
-            _ => self.symbol_ends.get(i - 1).copied().unwrap_or(0) as usize,
-        };
-        let end = self.symbol_ends.get(i).copied().unwrap_or(0) as usize;
-        self.symbol_text.get(start..end).unwrap_or("")
+        crate::symbol(&self.symbol_text, &self.symbol_ends, sym)
     }
 }
 

@@ -39,12 +39,8 @@ impl Guest for Enricher {
         Ok((0..opm_plugin_abi::count(events))
             .filter_map(|i| opm_plugin_abi::PackedEvent::at(events, i).map(|ev| (i, ev)))
             .map(|(i, ev)| {
-                let i_sym = ev.weapon() as usize;
-                let start = match i_sym {
-                    0 => 0,
-                    n => batch.symbol_ends[n - 1] as usize,
-                };
-                let weapon = &batch.symbol_text[start..batch.symbol_ends[i_sym] as usize];
+                let weapon =
+                    opm_plugin_abi::symbol(&batch.symbol_text, &batch.symbol_ends, ev.weapon());
                 let class = match weapon {
                     "kar98" | "springfield" => "rifle",
                     "thompson" | "mp40" => "smg",
