@@ -5,7 +5,7 @@
 //! the per-event crossing cheap). These views resolve both, so a pack reads
 //! `ev.weapon()` and `player.guid()` and never sees an index.
 
-use opm_plugin_abi::{EventRecord, PackedEvent, PackedParticipant};
+use opm_plugin_abi::{PackedEvent, PackedParticipant};
 
 use crate::EventKind;
 
@@ -83,10 +83,10 @@ impl Vec3 {
     }
 }
 
-/// Identity of a player in a batch.
-#[doc(hidden)]
+/// Identity of a player in a batch, for assembling test batches.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq)]
-pub struct PlayerInfo {
+pub(crate) struct PlayerInfo {
     pub guid: String,
     pub name: String,
 }
@@ -113,9 +113,9 @@ pub struct Batch {
 impl Batch {
     /// Assembles a batch from decoded records, a symbol list and a player
     /// table (tests).
-    #[doc(hidden)]
-    pub fn from_parts(
-        events: &[EventRecord],
+    #[cfg(test)]
+    pub(crate) fn from_parts(
+        events: &[opm_plugin_abi::EventRecord],
         symbols: Vec<String>,
         players: Vec<PlayerInfo>,
     ) -> Batch {

@@ -71,8 +71,6 @@ pub mod testing;
 #[doc(hidden)]
 pub use cache::run_batch;
 pub use ctx::{Ctx, Outcome};
-#[doc(hidden)]
-pub use event::PlayerInfo;
 pub use event::{AsPlayer, Batch, Event, Player, PlayerRef, PlayerView, Stance, Team, Vec3};
 pub use kind::EventKind;
 pub use pack::{AchievementInfo, Config, Pack, PackError, PackInfo, Subscription};
