@@ -54,9 +54,12 @@ CREATE TABLE IF NOT EXISTS raw_events (
     moved REAL NOT NULL,
     playtime REAL NOT NULL,
     extra TEXT NOT NULL,             -- JSON array of [name, value] pairs, in sent order
-    raw TEXT NOT NULL,
-    PRIMARY KEY (server, event_id)
-) WITHOUT ROWID;
+    raw TEXT NOT NULL
+);
+-- A rowid table: rows append in arrival order instead of being spread over
+-- one insertion point per server (wide rows split pages at each of them).
+-- The unique index keeps (server, event_id) a key; nothing reads by it.
+CREATE UNIQUE INDEX IF NOT EXISTS raw_events_id ON raw_events (server, event_id);
 CREATE INDEX IF NOT EXISTS raw_events_month ON raw_events (month);
 
 CREATE TABLE IF NOT EXISTS player_stats_daily (

@@ -33,7 +33,7 @@ pub(crate) fn block<T>(handle: &Handle, f: impl std::future::Future<Output = T>)
     }
 }
 
-/// The analytics store, fed through its batch writer (1 000 rows or 1 s
+/// The analytics store, fed through its batch writer (10 000 rows or 1 s
 /// unless `OPM_BATCH_ROWS` / `OPM_BATCH_MS` say otherwise).
 /// `flush` returns once everything written is stored, which is what the
 /// checkpoint needs; the store skips events at or below its per-server

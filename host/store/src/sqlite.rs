@@ -6,10 +6,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::ConnectOptions;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use crate::error::StoreError;
@@ -34,28 +32,6 @@ pub(crate) async fn open(path: &Path, max_connections: u32) -> Result<SqlitePool
     SqlitePoolOptions::new()
         .max_connections(max_connections)
         .connect_with(options(path)?)
-        .await
-        .map_err(|e| StoreError::sqlx("sqlite", e))
-}
-
-/// Page cache of the analytics writer, in KiB (SQLite's negative
-/// `cache_size`): the rollup pages a batch updates stay in memory between
-/// batches instead of being re-read from the file.
-const WRITER_CACHE_KIB: i64 = 256 * 1024;
-
-/// The analytics store's single writing connection. It never checkpoints
-/// on its own (`wal_autocheckpoint = 0`): a checkpoint inside a commit
-/// stalls the insert that triggered it (page copies and two fsyncs), so
-/// the store checkpoints from `sync` instead (docs/storage.md,
-/// "Durability"). Its prepared statements are kept (one per table and
-/// statement size), so a batch parses no SQL.
-pub(crate) async fn open_writer(path: &Path) -> Result<SqliteConnection, StoreError> {
-    options(path)?
-        .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
-        .pragma("temp_store", "memory")
-        .pragma("wal_autocheckpoint", "0")
-        .statement_cache_capacity(512)
-        .connect()
         .await
         .map_err(|e| StoreError::sqlx("sqlite", e))
 }
