@@ -17,12 +17,15 @@
 use opm_plugin_sdk::AchievementInfo;
 use opm_plugin_sdk::prelude::*;
 
+/// Codes are built once in `describe`, as the SDK's table and milestone
+/// helpers build theirs: formatting a code for every outcome cost the
+/// guest more than the host's whole handling of that outcome.
 #[derive(Debug, Default)]
 pub struct GoodPack {
-    prefix: String,
-    thresholds: u64,
-    streak: bool,
-    match5: bool,
+    /// `kills[k - 1]` is the code of the k-kills achievement.
+    kills: Vec<String>,
+    streak: Option<String>,
+    match5: Option<String>,
 }
 
 fn achievement(code: String, name: String, target: u64) -> AchievementInfo {
@@ -54,34 +57,26 @@ impl Pack for GoodPack {
         let match5 = total >= 3;
         let thresholds = total - streak as u64 - match5 as u64;
         let mut info = PackInfo::new(&id, &version);
-        for k in 1..=thresholds {
-            info = info.achievement(achievement(
-                format!("{prefix}-kills-{k}"),
-                format!("{k} kills"),
-                k,
-            ));
+        let kills: Vec<String> = (1..=thresholds)
+            .map(|k| format!("{prefix}-kills-{k}"))
+            .collect();
+        for (k, code) in (1..).zip(&kills) {
+            info = info.achievement(achievement(code.clone(), format!("{k} kills"), k));
         }
-        if streak {
-            info = info.achievement(achievement(
-                format!("{prefix}-streak-3"),
-                String::from("Streak"),
-                3,
-            ));
+        let streak = streak.then(|| format!("{prefix}-streak-3"));
+        if let Some(code) = &streak {
+            info = info.achievement(achievement(code.clone(), String::from("Streak"), 3));
         }
-        if match5 {
-            info = info.achievement(achievement(
-                format!("{prefix}-match-5"),
-                String::from("Match five"),
-                5,
-            ));
+        let match5 = match5.then(|| format!("{prefix}-match-5"));
+        if let Some(code) = &match5 {
+            info = info.achievement(achievement(code.clone(), String::from("Match five"), 5));
         }
         let mut sub = Subscription::kinds(&[EventKind::PlayerKill]);
         if let Some(w) = config.get("weapon") {
             sub = sub.weapons(&[w]);
         }
         *self = GoodPack {
-            prefix,
-            thresholds,
+            kills,
             streak,
             match5,
         };
@@ -92,23 +87,24 @@ impl Pack for GoodPack {
         for ev in batch.events() {
             let Some(p) = ev.actor() else { continue };
             let kills = ctx.lifetime(&ev, p).add("kills", 1) as u64;
-            if kills <= self.thresholds {
-                ctx.unlock(p, &format!("{}-kills-{kills}", self.prefix), &ev);
-            } else if self.match5 && kills.is_multiple_of(10) {
-                ctx.progress(
-                    p,
-                    &format!("{}-match-5", self.prefix),
-                    kills,
-                    kills + 10,
-                    &ev,
-                );
+            if let Some(code) = kills
+                .checked_sub(1)
+                .and_then(|k| self.kills.get(k as usize))
+            {
+                ctx.unlock(p, code, &ev);
+            } else if let Some(code) = self.match5.as_deref().filter(|_| kills.is_multiple_of(10)) {
+                ctx.progress(p, code, kills, kills + 10, &ev);
             }
-            if ctx.per_life(&ev, p).add("streak", 1) == 3 && self.streak {
-                ctx.unlock(p, &format!("{}-streak-3", self.prefix), &ev);
+            if ctx.per_life(&ev, p).add("streak", 1) == 3
+                && let Some(code) = &self.streak
+            {
+                ctx.unlock(p, code, &ev);
             }
             ctx.per_round(&ev, p).add("round-kills", 1);
-            if ctx.per_match(&ev, p).add("match-kills", 1) == 5 && self.match5 {
-                ctx.unlock(p, &format!("{}-match-5", self.prefix), &ev);
+            if ctx.per_match(&ev, p).add("match-kills", 1) == 5
+                && let Some(code) = &self.match5
+            {
+                ctx.unlock(p, code, &ev);
             }
         }
         Ok(())
