@@ -1213,8 +1213,8 @@ impl Inner {
         out: &mut Vec<Outcome>,
     ) -> Result<(), ProcessError> {
         let mut committed = entry.committed.lock();
-        let writes = p.txn.resolve(&committed, &entry.id, ended);
-        if writes.is_empty() && p.outcomes.is_empty() && p.positions.is_empty() {
+        let mut resolved = p.txn.resolve(&committed, &entry.id, ended);
+        if resolved.is_empty() && p.outcomes.is_empty() && p.positions.is_empty() {
             drop(committed);
             self.recycle(entry, p.txn);
             return Ok(());
@@ -1222,7 +1222,7 @@ impl Inner {
         let commit = Commit {
             pack: entry.id.clone(),
             pack_version: version.version.clone(),
-            writes,
+            writes: std::mem::take(&mut resolved.writes),
             outcomes: p.outcomes,
             positions: p.positions,
         };
@@ -1238,7 +1238,8 @@ impl Inner {
             positions,
             ..
         } = commit;
-        state::apply(&mut committed, writes);
+        resolved.writes = writes;
+        state::apply(&mut committed, resolved);
         drop(committed);
         self.recycle(entry, p.txn);
         {

@@ -10,6 +10,11 @@ use std::sync::OnceLock;
 use opm_model::plugin::{Scope, StateKey, StateValue};
 use opm_model::{Event, EventKind, Str};
 
+mod committed;
+
+pub(crate) use committed::Committed;
+use committed::{Hashes, str_hash};
+
 /// FxHash: the state maps hash short strings on every guest call, where
 /// SipHash showed up as the largest cost. Keys are a pack's own state keys
 /// and player GUIDs; a hostile guest can only slow itself down.
@@ -61,49 +66,8 @@ impl Hasher for FxHasher {
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 pub(crate) type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
-/// `(Scope, Str)` looked up as `(Scope, &str)`: both hash and compare as
-/// the scope then the string, so std maps can be probed without building
-/// an owned key.
-trait InstKey {
-    fn parts(&self) -> (Scope, &str);
-}
-
-impl InstKey for (Scope, Str) {
-    fn parts(&self) -> (Scope, &str) {
-        (self.0, &self.1)
-    }
-}
-
-impl InstKey for (Scope, &str) {
-    fn parts(&self) -> (Scope, &str) {
-        (self.0, self.1)
-    }
-}
-
-impl<'a> Borrow<dyn InstKey + 'a> for (Scope, Str) {
-    fn borrow(&self) -> &(dyn InstKey + 'a) {
-        self
-    }
-}
-
-impl Hash for dyn InstKey + '_ {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        // The same calls, in the same order, as the tuple's derived hash.
-        let (scope, inst) = self.parts();
-        scope.hash(h);
-        inst.hash(h);
-    }
-}
-
-impl PartialEq for dyn InstKey + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn InstKey + '_ {}
-
-/// `(Str, Str)` looked up as `(&str, &str)`, like [`InstKey`].
+/// `(Str, Str)` looked up as `(&str, &str)`: hashes and compares as the
+/// two strings, so std maps can be probed without building an owned key.
 trait PairKey {
     fn parts(&self) -> (&str, &str);
 }
@@ -141,117 +105,6 @@ impl PartialEq for dyn PairKey + '_ {
 }
 
 impl Eq for dyn PairKey + '_ {}
-
-/// One pack's committed state, grouped by scope instance so an ended match,
-/// round or life is dropped in one step.
-#[derive(Debug, Default)]
-pub(crate) struct Committed {
-    inst: FxMap<(Scope, Str), FxMap<(Str, Str), StateValue>>,
-    per_player: FxMap<Str, usize>,
-    /// Bumped by every `apply`: a transaction may reuse a committed value
-    /// it read while this has not moved.
-    generation: u64,
-}
-
-impl Committed {
-    pub(crate) fn from_rows(rows: Vec<(StateKey, StateValue)>) -> Committed {
-        let mut c = Committed::default();
-        for (k, v) in rows {
-            c.set(k.scope, k.instance, k.player, k.key, Some(v));
-        }
-        c
-    }
-
-    fn get(&self, scope: Scope, inst: &str, player: &str, key: &str) -> Option<&StateValue> {
-        // Borrowed keys: a lookup clones no `Arc` (two atomic updates per
-        // field were most of a lookup's cost).
-        self.inst
-            .get(&(scope, inst) as &dyn InstKey)
-            .and_then(|m| m.get(&(player, key) as &dyn PairKey))
-    }
-
-    fn keys_of(&self, player: &Str) -> usize {
-        self.per_player.get(player).copied().unwrap_or(0)
-    }
-
-    fn set(&mut self, scope: Scope, inst: Str, player: Str, key: Str, value: Option<StateValue>) {
-        match value {
-            Some(v) => {
-                let slot = self.inst.entry((scope, inst)).or_default();
-                if slot.insert((player.clone(), key), v).is_none() {
-                    *self.per_player.entry(player).or_default() += 1;
-                }
-            }
-            None => {
-                let id = (scope, inst);
-                let mut removed = false;
-                if let Some(slot) = self.inst.get_mut(&id) {
-                    removed = slot.remove(&(player.clone(), key)).is_some();
-                    if slot.is_empty() {
-                        self.inst.remove(&id);
-                    }
-                }
-                if removed {
-                    self.forget_key(&player);
-                }
-            }
-        }
-    }
-
-    fn forget_key(&mut self, player: &Str) {
-        if let Some(n) = self.per_player.get_mut(player) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_player.remove(player);
-            }
-        }
-    }
-
-    /// Committed keys the ended lifecycle spans cover.
-    fn ended_keys(&self, ended: &EndedSet) -> Vec<(Scope, Str, Str, Str)> {
-        let mut out = Vec::new();
-        for ((scope, inst), slot) in &self.inst {
-            if !ended.covers_instance(*scope, inst) {
-                continue;
-            }
-            for (player, key) in slot.keys() {
-                if ended.covers(*scope, inst, player) {
-                    out.push((*scope, inst.clone(), player.clone(), key.clone()));
-                }
-            }
-        }
-        out
-    }
-
-    /// Number of values held, for tests and status.
-    pub(crate) fn len(&self) -> usize {
-        self.inst.values().map(|m| m.len()).sum()
-    }
-
-    /// Every value, sorted: the state snapshot.
-    pub(crate) fn snapshot(&self, pack: &Str) -> Vec<(StateKey, StateValue)> {
-        let mut out: Vec<_> = self
-            .inst
-            .iter()
-            .flat_map(|((scope, inst), m)| {
-                m.iter().map(move |((player, key), v)| {
-                    (
-                        StateKey {
-                            pack: pack.clone(),
-                            scope: *scope,
-                            instance: inst.clone(),
-                            player: player.clone(),
-                            key: key.clone(),
-                        },
-                        v.clone(),
-                    )
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-}
 
 fn counter(v: Option<&StateValue>) -> i64 {
     match v {
@@ -313,6 +166,8 @@ impl Seen {
 pub(crate) struct Interner {
     ids: FxMap<Str, u32>,
     strs: Vec<Str>,
+    /// `str_hash` of each string: committed lookups and the commit reuse it.
+    hashes: Vec<u64>,
 }
 
 impl Interner {
@@ -329,6 +184,7 @@ impl Interner {
 
     fn push(&mut self, s: Str) -> u32 {
         let i = self.strs.len() as u32;
+        self.hashes.push(str_hash(&s));
         self.strs.push(s.clone());
         self.ids.insert(s, i);
         i
@@ -338,9 +194,14 @@ impl Interner {
         &self.strs[i as usize]
     }
 
+    fn hash(&self, i: u32) -> u64 {
+        self.hashes[i as usize]
+    }
+
     fn clear(&mut self) {
         self.ids.clear();
         self.strs.clear();
+        self.hashes.clear();
     }
 }
 
@@ -444,12 +305,7 @@ impl Txn {
     }
 
     fn committed<'c>(&self, c: &'c Committed, id: Id) -> Option<&'c StateValue> {
-        c.get(
-            id.scope,
-            self.insts.get(id.inst),
-            self.players.get(id.player),
-            self.keys.get(id.key),
-        )
+        committed_at(c, &self.insts, &self.players, &self.keys, id)
     }
 
     /// The committed lookup for `id`, from `reads` while it is valid.
@@ -486,7 +342,13 @@ impl Txn {
     pub(crate) fn get(&mut self, c: &Committed, s: &Slot) -> i64 {
         match self.find(s) {
             Some(id) => self.get_at(c, id),
-            None => counter(c.get(s.scope, &s.inst, &s.player, &s.key)),
+            None => counter(c.get(
+                s.scope,
+                &s.inst,
+                &s.player,
+                &s.key,
+                Hashes::of(s.scope, &s.inst, &s.player, &s.key),
+            )),
         }
     }
 
@@ -544,12 +406,7 @@ impl Txn {
                         (None, None) => {
                             let s = Seen::of(
                                 c,
-                                c.get(
-                                    id.scope,
-                                    self.insts.get(id.inst),
-                                    self.players.get(id.player),
-                                    self.keys.get(id.key),
-                                ),
+                                committed_at(c, &self.insts, &self.players, &self.keys, id),
                             );
                             *seen = Some(s);
                             s.counter
@@ -644,7 +501,13 @@ impl Txn {
     pub(crate) fn get_blob(&self, c: &Committed, s: &Slot) -> Vec<u8> {
         match self.find(s) {
             Some(id) => self.get_blob_at(c, id),
-            None => match c.get(s.scope, &s.inst, &s.player, &s.key) {
+            None => match c.get(
+                s.scope,
+                &s.inst,
+                &s.player,
+                &s.key,
+                Hashes::of(s.scope, &s.inst, &s.player, &s.key),
+            ) {
                 Some(StateValue::Blob(b)) => b.clone(),
                 _ => Vec::new(),
             },
@@ -729,7 +592,13 @@ impl Txn {
     pub(crate) fn set_count(&self, c: &Committed, s: &Slot) -> u32 {
         match self.find(s) {
             Some(id) => self.set_count_at(c, id),
-            None => match c.get(s.scope, &s.inst, &s.player, &s.key) {
+            None => match c.get(
+                s.scope,
+                &s.inst,
+                &s.player,
+                &s.key,
+                Hashes::of(s.scope, &s.inst, &s.player, &s.key),
+            ) {
                 Some(StateValue::Set(m)) => m.len() as u32,
                 _ => 0,
             },
@@ -748,20 +617,18 @@ impl Txn {
 
     /// Resolves the writes against the committed state (the caller holds
     /// its lock) and adds deletions for every ended instance. Returns the
-    /// writes in key order, ready for `StateStore::commit` and `apply`.
-    pub(crate) fn resolve(
-        &self,
-        c: &Committed,
-        pack: &Str,
-        ended: &EndedSet,
-    ) -> Vec<(StateKey, Option<StateValue>)> {
+    /// writes, ready for `StateStore::commit`, and their hashes, for
+    /// `apply`.
+    pub(crate) fn resolve(&self, c: &Committed, pack: &Str, ended: &EndedSet) -> Resolved {
         // Ids map one-to-one to names, so the writes are unique keys already.
         let mut out: Vec<(StateKey, Option<StateValue>)> = Vec::with_capacity(self.writes.len());
+        let mut hashes: Vec<Hashes> = Vec::with_capacity(self.writes.len());
         for (id, p) in &self.writes {
             let scope = id.scope;
             let inst = self.insts.get(id.inst);
             let player = self.players.get(id.player);
             let key = self.keys.get(id.key);
+            let h = hashes_of(&self.insts, &self.players, &self.keys, *id);
             let covered = ended.covers(scope, inst, player);
             // A counter that stays needs no committed lookup when the one
             // this batch made is still valid (or a `put` gave its base).
@@ -771,8 +638,9 @@ impl Txn {
                 let base = match (base, seen.and_then(|s| s.valid(c))) {
                     (Some(b), _) => *b,
                     (None, Some(s)) => s.counter,
-                    (None, None) => counter(c.get(scope, inst, player, key)),
+                    (None, None) => counter(c.get(scope, inst, player, key, h)),
                 };
+                hashes.push(h);
                 out.push((
                     StateKey {
                         pack: pack.clone(),
@@ -785,7 +653,7 @@ impl Txn {
                 ));
                 continue;
             }
-            let current = c.get(scope, inst, player, key);
+            let current = c.get(scope, inst, player, key, h);
             let value = match p {
                 Pending::Counter { base, delta, .. } => {
                     let committed = match current {
@@ -812,6 +680,7 @@ impl Txn {
             if value.is_none() && current.is_none() {
                 continue;
             }
+            hashes.push(h);
             out.push((
                 StateKey {
                     pack: pack.clone(),
@@ -839,6 +708,7 @@ impl Txn {
                 if written {
                     continue;
                 }
+                hashes.push(Hashes::of(scope, &instance, &player, &key));
                 let k = StateKey {
                     pack: pack.clone(),
                     scope,
@@ -851,17 +721,61 @@ impl Txn {
         }
         // Unordered: keys are unique, so the order cannot change what a
         // store ends up holding, and sorting was a visible cost.
-        out
+        Resolved {
+            writes: out,
+            hashes,
+        }
     }
+}
+
+/// A transaction's resolved writes and, in the same order, where each
+/// lies in the committed state.
+pub(crate) struct Resolved {
+    pub writes: Vec<(StateKey, Option<StateValue>)>,
+    hashes: Vec<Hashes>,
+}
+
+impl Resolved {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+fn hashes_of(insts: &Interner, players: &Interner, keys: &Interner, id: Id) -> Hashes {
+    Hashes::new(
+        id.scope,
+        insts.hash(id.inst),
+        players.hash(id.player),
+        keys.hash(id.key),
+    )
+}
+
+/// The committed value at `id`, found with the hashes interned with its
+/// names.
+fn committed_at<'c>(
+    c: &'c Committed,
+    insts: &Interner,
+    players: &Interner,
+    keys: &Interner,
+    id: Id,
+) -> Option<&'c StateValue> {
+    c.get(
+        id.scope,
+        insts.get(id.inst),
+        players.get(id.player),
+        keys.get(id.key),
+        hashes_of(insts, players, keys, id),
+    )
 }
 
 /// Applies resolved writes to the in-memory committed state.
 /// Takes them by value: the store has them already, and moving the names
 /// and values in saves a clone and a drop of each.
-pub(crate) fn apply(c: &mut Committed, writes: Vec<(StateKey, Option<StateValue>)>) {
+pub(crate) fn apply(c: &mut Committed, resolved: Resolved) {
+    debug_assert_eq!(resolved.writes.len(), resolved.hashes.len());
     c.generation = c.generation.wrapping_add(1);
-    for (k, v) in writes {
-        c.set(k.scope, k.instance, k.player, k.key, v);
+    for ((k, v), h) in resolved.writes.into_iter().zip(resolved.hashes) {
+        c.set(k.scope, k.instance, k.player, k.key, v, h);
     }
 }
 
@@ -1176,7 +1090,7 @@ mod tests {
         let w = other.resolve(&c, &pack(), &EndedSet::default());
         apply(&mut c, w);
         let w = t.resolve(&c, &pack(), &EndedSet::default());
-        assert_eq!(w[0].1, Some(StateValue::Counter(16)));
+        assert_eq!(w.writes[0].1, Some(StateValue::Counter(16)));
         apply(&mut c, w);
         assert_eq!(Txn::default().get(&c, &k), 16);
     }
@@ -1282,8 +1196,8 @@ mod tests {
                 Ended::RoundsBefore(Arc::from("m1"), 2),
             ]),
         );
-        assert_eq!(w.len(), 2);
-        assert!(w.iter().all(|(_, v)| v.is_none()));
+        assert_eq!(w.writes.len(), 2);
+        assert!(w.writes.iter().all(|(_, v)| v.is_none()));
         apply(&mut c, w);
         assert_eq!(c.len(), 3);
         let w = Txn::default().resolve(
@@ -1291,7 +1205,7 @@ mod tests {
             &pack(),
             &EndedSet::new(vec![Ended::Match(Arc::from("m1"))]),
         );
-        assert_eq!(w.len(), 1);
+        assert_eq!(w.writes.len(), 1);
         apply(&mut c, w);
         assert_eq!(c.snapshot(&pack())[0].0.instance.as_ref(), "m10#1");
         assert_eq!(c.keys_of(&Arc::from("a")), 1);
