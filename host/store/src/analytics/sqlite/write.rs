@@ -366,6 +366,34 @@ fn u(x: f64) -> i64 {
     x as i64
 }
 
+/// Upserts a rollup keyed by (day, player, name) whose other columns are
+/// sums. Counts travel as floats: the columns' INTEGER affinity stores a
+/// whole float as an integer.
+fn sum_rows<const N: usize>(
+    tx: &Transaction<'_>,
+    days: &mut Days,
+    head: &str,
+    tail: &str,
+    rows: &HashMap<(i64, Str, Str), [f64; N]>,
+) -> Result<(), StoreError> {
+    let mut stmt = tx
+        .prepare_cached(&upsert_sql(head, tail, N + 3))
+        .map_err(err)?;
+    for ((day, player, name), values) in rows {
+        (|| {
+            stmt.raw_bind_parameter(1, days.text(*day))?;
+            stmt.raw_bind_parameter(2, &**player)?;
+            stmt.raw_bind_parameter(3, &**name)?;
+            for (i, v) in values.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 4, *v)?;
+            }
+            stmt.raw_execute()
+        })()
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Writes the batch's rollup deltas: one upsert per rollup row.
 fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> {
     let mut days = Days(HashMap::new());
@@ -447,74 +475,35 @@ fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> {
         .map_err(err)?;
     }
 
-    let mut stmt = run(
+    sum_rows(
+        tx,
+        &mut days,
         "player_weapon_stats (day, player_id, weapon, events, kills, deaths, headshots, shots_fired, shots_hit, damage_dealt)",
         "ON CONFLICT (player_id, weapon, day) DO UPDATE SET events = events + excluded.events,
             kills = kills + excluded.kills, deaths = deaths + excluded.deaths, headshots = headshots + excluded.headshots,
             shots_fired = shots_fired + excluded.shots_fired, shots_hit = shots_hit + excluded.shots_hit,
             damage_dealt = damage_dealt + excluded.damage_dealt",
-        10,
+        &d.weapon,
     )?;
-    for ((day, player, weapon), v) in &d.weapon {
-        stmt.execute(params![
-            days.text(*day),
-            &**player,
-            &**weapon,
-            u(v[0]),
-            u(v[1]),
-            u(v[2]),
-            u(v[3]),
-            u(v[4]),
-            u(v[5]),
-            v[6],
-        ])
-        .map_err(err)?;
-    }
-
-    let mut stmt = run(
+    sum_rows(
+        tx,
+        &mut days,
         "player_map_stats (day, player_id, map_name, events, kills, deaths, headshots, damage_dealt)",
         "ON CONFLICT (player_id, map_name, day) DO UPDATE SET events = events + excluded.events,
             kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
             headshots = headshots + excluded.headshots, damage_dealt = damage_dealt + excluded.damage_dealt",
-        8,
+        &d.map,
     )?;
-    for ((day, player, map), v) in &d.map {
-        stmt.execute(params![
-            days.text(*day),
-            &**player,
-            &**map,
-            u(v[0]),
-            u(v[1]),
-            u(v[2]),
-            u(v[3]),
-            v[4],
-        ])
-        .map_err(err)?;
-    }
-
-    let mut stmt = run(
+    sum_rows(
+        tx,
+        &mut days,
         "player_hitloc_stats (day, player_id, hit_location, events, hits, kills, damage_dealt, hits_taken, deaths, damage_taken)",
         "ON CONFLICT (player_id, hit_location, day) DO UPDATE SET events = events + excluded.events,
             hits = hits + excluded.hits, kills = kills + excluded.kills, damage_dealt = damage_dealt + excluded.damage_dealt,
             hits_taken = hits_taken + excluded.hits_taken, deaths = deaths + excluded.deaths,
             damage_taken = damage_taken + excluded.damage_taken",
-        10,
+        &d.hitloc,
     )?;
-    for ((day, player, loc), v) in &d.hitloc {
-        stmt.execute(params![
-            days.text(*day),
-            &**player,
-            &**loc,
-            u(v[0]),
-            u(v[1]),
-            u(v[2]),
-            v[3],
-            u(v[4]),
-            u(v[5]),
-            v[6],
-        ])
-        .map_err(err)?;
-    }
 
     let mut stmt = run(
         "heatmap_cells (day, map_name, layer, cell_x, cell_y, events)",
