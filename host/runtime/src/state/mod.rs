@@ -899,14 +899,14 @@ impl EventInfo {
     /// The event's round instance ("match#round").
     pub(crate) fn round_instance(&self) -> Str {
         self.formatted[0]
-            .get_or_init(|| Str::from(format!("{}#{}", self.match_id, self.round)))
+            .get_or_init(|| numbered(&self.match_id, self.round))
             .clone()
     }
 
     /// The instance of life `life` of `guid` in the event's session
     /// ("session#life").
     pub(crate) fn life_instance(&self, guid: &Str, life: u32) -> Str {
-        let format = || Str::from(format!("{}#{}", self.session, life));
+        let format = || numbered(&self.session, life);
         for (i, p) in [&self.actor, &self.target].into_iter().enumerate() {
             if let Some((g, l)) = p
                 && *l == life
@@ -916,6 +916,40 @@ impl EventInfo {
             }
         }
         format()
+    }
+}
+
+/// `"{name}#{n}"`, the name of a round or life instance, built without the
+/// formatting machinery and with one allocation: it is made for every
+/// event and participant a pack addresses, and `format!` into a `String`
+/// then copied into a `Str` was about 5 % of the plugin stage.
+fn numbered(name: &str, n: u32) -> Str {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let digits = &digits[i..];
+    let len = name.len() + 1 + digits.len();
+    let mut short = [0u8; 96];
+    if len <= short.len() {
+        short[..name.len()].copy_from_slice(name.as_bytes());
+        short[name.len()] = b'#';
+        short[name.len() + 1..len].copy_from_slice(digits);
+        // Valid UTF-8: a str, an ASCII '#' and ASCII digits.
+        Str::from(std::str::from_utf8(&short[..len]).expect("str + ascii"))
+    } else {
+        let mut s = String::with_capacity(len);
+        s.push_str(name);
+        s.push('#');
+        s.push_str(std::str::from_utf8(digits).expect("ascii digits"));
+        Str::from(s)
     }
 }
 
@@ -1068,6 +1102,16 @@ mod tests {
 
     fn pack() -> Str {
         Arc::from("p")
+    }
+
+    #[test]
+    fn numbered_names_match_format() {
+        let long = "m".repeat(200);
+        for name in ["", "S", "match-7f3a", "sess\u{e9}#x", long.as_str()] {
+            for n in [0, 1, 9, 10, 99, 100, 12_345, u32::MAX] {
+                assert_eq!(&*numbered(name, n), format!("{name}#{n}"));
+            }
+        }
     }
 
     #[test]
