@@ -342,13 +342,7 @@ impl Txn {
     pub(crate) fn get(&mut self, c: &Committed, s: &Slot) -> i64 {
         match self.find(s) {
             Some(id) => self.get_at(c, id),
-            None => counter(c.get(
-                s.scope,
-                &s.inst,
-                &s.player,
-                &s.key,
-                Hashes::of(s.scope, &s.inst, &s.player, &s.key),
-            )),
+            None => counter(committed_named(c, s)),
         }
     }
 
@@ -501,13 +495,7 @@ impl Txn {
     pub(crate) fn get_blob(&self, c: &Committed, s: &Slot) -> Vec<u8> {
         match self.find(s) {
             Some(id) => self.get_blob_at(c, id),
-            None => match c.get(
-                s.scope,
-                &s.inst,
-                &s.player,
-                &s.key,
-                Hashes::of(s.scope, &s.inst, &s.player, &s.key),
-            ) {
+            None => match committed_named(c, s) {
                 Some(StateValue::Blob(b)) => b.clone(),
                 _ => Vec::new(),
             },
@@ -592,13 +580,7 @@ impl Txn {
     pub(crate) fn set_count(&self, c: &Committed, s: &Slot) -> u32 {
         match self.find(s) {
             Some(id) => self.set_count_at(c, id),
-            None => match c.get(
-                s.scope,
-                &s.inst,
-                &s.player,
-                &s.key,
-                Hashes::of(s.scope, &s.inst, &s.player, &s.key),
-            ) {
+            None => match committed_named(c, s) {
                 Some(StateValue::Set(m)) => m.len() as u32,
                 _ => 0,
             },
@@ -747,6 +729,18 @@ fn hashes_of(insts: &Interner, players: &Interner, keys: &Interner, id: Id) -> H
         insts.hash(id.inst),
         players.hash(id.player),
         keys.hash(id.key),
+    )
+}
+
+#[cfg(test)]
+/// The committed value of a named slot, for the by-name test calls.
+fn committed_named<'c>(c: &'c Committed, s: &Slot) -> Option<&'c StateValue> {
+    c.get(
+        s.scope,
+        &s.inst,
+        &s.player,
+        &s.key,
+        Hashes::of(s.scope, &s.inst, &s.player, &s.key),
     )
 }
 

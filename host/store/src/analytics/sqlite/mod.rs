@@ -14,7 +14,6 @@ mod deltas;
 mod write;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -43,7 +42,7 @@ pub struct SqliteAnalytics {
     pool: SqlitePool,
     writer: WriterThread,
     /// Rows committed since the last checkpoint.
-    unsynced: Arc<AtomicU64>,
+    unsynced: AtomicU64,
 }
 
 impl SqliteAnalytics {
@@ -52,7 +51,7 @@ impl SqliteAnalytics {
         Ok(SqliteAnalytics {
             pool: crate::sqlite::open(path, 4).await?,
             writer,
-            unsynced: Arc::new(AtomicU64::new(0)),
+            unsynced: AtomicU64::new(0),
         })
     }
 
