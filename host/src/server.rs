@@ -43,6 +43,8 @@ async fn stores_ready(
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Before any background thread starts: each takes it as it starts.
+    opm_model::sched::set_background_nice(config.ingest.background_nice);
     std::fs::create_dir_all(&config.data_dir)?;
     let plugin_dir = config.plugin_dir();
     let installed = crate::bundled::install(&plugin_dir)?;

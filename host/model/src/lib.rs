@@ -4,11 +4,13 @@
 //! * [`Event`]: the normalised event every stage after decoding uses;
 //! * [`wire`]: decoding the game's wire formats (JSON arrays of strings,
 //!   NDJSON, URL-encoded lines) with every upstream field spelling;
-//! * [`tracker`]: sessions, matches, rounds and lives derived from the stream.
+//! * [`tracker`]: sessions, matches, rounds and lives derived from the stream;
+//! * [`sched`]: the lower scheduling priority of background threads.
 
 pub mod event;
 mod kind;
 pub mod plugin;
+pub mod sched;
 pub mod tracker;
 pub mod wire;
 

@@ -257,7 +257,10 @@ impl Pipeline {
             };
             std::thread::Builder::new()
                 .name(format!("opm-worker-{index}"))
-                .spawn(move || worker.run())
+                .spawn(move || {
+                    opm_model::sched::enter_background();
+                    worker.run()
+                })
                 .expect("spawn pipeline worker");
         }
         Pipeline {
@@ -350,6 +353,7 @@ impl Pipeline {
         std::thread::Builder::new()
             .name("opm-checkpoint".into())
             .spawn(move || {
+                opm_model::sched::enter_background();
                 while !me.stop.load(Ordering::Acquire) {
                     std::thread::sleep(interval);
                     if let Err(e) = me.checkpoint(&journal) {

@@ -84,6 +84,7 @@ impl WriterThread {
         std::thread::Builder::new()
             .name("analytics-writer".into())
             .spawn(move || {
+                opm_model::sched::enter_background();
                 let mut conn = match open_connection(&path) {
                     Ok(c) => {
                         let _ = opened_tx.send(Ok(()));
