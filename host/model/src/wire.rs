@@ -6,6 +6,7 @@
 //! event is decoded on its own, so one bad event is reported by index and
 //! never costs the good ones beside it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Deserialize as _;
@@ -43,27 +44,37 @@ pub enum EventError {
     BadField { field: String, reason: String },
 }
 
-/// One item of a body: its fields as text (nested participant blocks
-/// already flattened) and its original text.
+/// Field text, borrowed from the body wherever the JSON string has no
+/// escapes (nearly always): decoding allocated two strings per field
+/// before, for fields most of which are parsed into numbers or dropped.
+type Text<'a> = Cow<'a, str>;
+
+/// One field: name and value (None once taken, or for JSON null).
+type Entry<'a> = (Text<'a>, Option<Text<'a>>);
+
+/// One item of a body: its fields as text, sorted by name (nested
+/// participant blocks already flattened), and its original text.
 #[derive(Debug, Clone)]
-pub struct RawItem {
-    fields: Vec<(String, Option<String>)>,
-    pub text: Str,
+pub struct RawItem<'a> {
+    fields: Vec<Entry<'a>>,
+    pub text: &'a str,
 }
 
-/// Splits a body into items. The body format is sniffed as upstream does
-/// (a leading `[` is a JSON array, otherwise lines), with the content type
-/// as a hint for lines.
-pub fn split_body(body: &[u8]) -> Result<Vec<Result<RawItem, EventError>>, BodyError> {
+/// A body as text: UTF-8, with the NUL bytes the game's string builder
+/// can leave behind removed.
+pub fn body_text(body: &[u8]) -> Result<Cow<'_, str>, BodyError> {
     let text = std::str::from_utf8(body).map_err(|e| BodyError::NotUtf8(e.to_string()))?;
-    // The game's string builder can leave NUL bytes behind.
-    let cleaned;
-    let text = if text.contains('\0') {
-        cleaned = text.replace('\0', "");
-        cleaned.as_str()
+    Ok(if text.contains('\0') {
+        Cow::Owned(text.replace('\0', ""))
     } else {
-        text
-    };
+        Cow::Borrowed(text)
+    })
+}
+
+/// Splits a body's text ([`body_text`]) into items. The body format is
+/// sniffed as upstream does (a leading `[` is a JSON array, otherwise
+/// lines), with the content type as a hint for lines.
+pub fn split_body(text: &str) -> Result<Vec<Result<RawItem<'_>, EventError>>, BodyError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(BodyError::Empty);
@@ -80,7 +91,7 @@ pub fn split_body(body: &[u8]) -> Result<Vec<Result<RawItem, EventError>>, BodyE
     {
         return Ok(vec![Ok(RawItem {
             fields: flat.0,
-            text: Arc::from(text),
+            text,
         })]);
     }
     Ok(text
@@ -97,7 +108,7 @@ pub fn split_body(body: &[u8]) -> Result<Vec<Result<RawItem, EventError>>, BodyE
         .collect())
 }
 
-fn split_array(text: &str) -> Result<Vec<Result<RawItem, EventError>>, BodyError> {
+fn split_array(text: &str) -> Result<Vec<Result<RawItem<'_>, EventError>>, BodyError> {
     // Elements are kept as raw text so that one element that is not an
     // object does not fail the whole array, and so the original is stored.
     let items: Vec<&serde_json::value::RawValue> =
@@ -108,11 +119,11 @@ fn split_array(text: &str) -> Result<Vec<Result<RawItem, EventError>>, BodyError
         .collect())
 }
 
-fn parse_object_text(text: &str) -> Result<RawItem, EventError> {
+fn parse_object_text(text: &str) -> Result<RawItem<'_>, EventError> {
     match serde_json::from_str::<FlatObject>(text) {
         Ok(flat) => Ok(RawItem {
             fields: flat.0,
-            text: Arc::from(text),
+            text,
         }),
         // Off the hot path: say precisely what was wrong.
         Err(_) => match serde_json::from_str::<Value>(text) {
@@ -122,21 +133,18 @@ fn parse_object_text(text: &str) -> Result<RawItem, EventError> {
     }
 }
 
-fn parse_urlencoded(line: &str) -> RawItem {
+fn parse_urlencoded(line: &str) -> RawItem<'_> {
     let mut fields = Vec::new();
     for (k, v) in form_urlencoded::parse(line.as_bytes()) {
-        upsert(&mut fields, k.into_owned(), Some(v.into_owned()));
+        upsert(&mut fields, k, Some(v));
     }
     fields.sort_by(|a, b| a.0.cmp(&b.0));
-    RawItem {
-        fields,
-        text: Arc::from(line),
-    }
+    RawItem { fields, text: line }
 }
 
 /// Sets a field, the later occurrence of a key winning (as JSON objects
 /// decode).
-fn upsert<V>(fields: &mut Vec<(String, V)>, key: String, value: V) {
+fn upsert<'a, V>(fields: &mut Vec<(Text<'a>, V)>, key: Text<'a>, value: V) {
     match fields.iter_mut().find(|(k, _)| *k == key) {
         Some(slot) => slot.1 = value,
         None => fields.push((key, value)),
@@ -145,43 +153,42 @@ fn upsert<V>(fields: &mut Vec<(String, V)>, key: String, value: V) {
 
 /// A wire object parsed straight into flattened text fields, without an
 /// intermediate `Value` tree: this runs for every event ingested. Keys are
-/// in sorted order with the last duplicate winning, and nested
-/// participant blocks (`{"attacker":{"guid":…}}`) become `attacker_guid`
-/// at their parent's place, which upstream silently lost.
-struct FlatObject(Vec<(String, Option<String>)>);
+/// in sorted order (bytewise) with the last duplicate winning, and nested
+/// participant blocks (`{"attacker":{"guid":…}}`) become `attacker_guid`,
+/// which upstream silently lost; where a block's fields and a top-level
+/// field share a name, the block's comes first.
+struct FlatObject<'a>(Vec<Entry<'a>>);
 
 /// One top-level value: scalar text (None for null), or a participant
 /// block's own fields.
-enum FlatValue {
-    Text(Option<String>),
+enum FlatValue<'a> {
+    Text(Option<Text<'a>>),
     Block(Vec<(String, Option<String>)>),
 }
 
-impl<'de> serde::Deserialize<'de> for FlatObject {
+impl<'de> serde::Deserialize<'de> for FlatObject<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct ObjectVisitor;
         impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
-            type Value = FlatObject;
+            type Value = FlatObject<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<FlatObject, A::Error> {
-                let mut top: Vec<(String, FlatValue)> = Vec::new();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    let value = if is_participant_prefix(&key) {
-                        map.next_value_seed(FieldSeed { block: true })?
-                    } else {
-                        map.next_value_seed(FieldSeed { block: false })?
-                    };
-                    top.push((key.into_owned(), value));
+            ) -> Result<FlatObject<'de>, A::Error> {
+                let mut top: Vec<(Text<'de>, FlatValue<'de>)> = Vec::with_capacity(32);
+                while let Some(key) = map.next_key_seed(TextSeed)? {
+                    let block = is_participant_prefix(&key);
+                    let value = map.next_value_seed(FieldSeed { block })?;
+                    top.push((key, value));
                 }
                 // Stable: among equal keys the last one read stays last,
                 // and only the last of each run is kept.
                 top.sort_by(|a, b| a.0.cmp(&b.0));
                 let mut fields = Vec::with_capacity(top.len() + 8);
+                let mut blocks = false;
                 let mut entries = top.into_iter().peekable();
                 while let Some((k, v)) = entries.next() {
                     if entries.peek().is_some_and(|(next, _)| *next == k) {
@@ -190,18 +197,49 @@ impl<'de> serde::Deserialize<'de> for FlatObject {
                     match v {
                         FlatValue::Text(Some(t)) => fields.push((k, Some(t))),
                         FlatValue::Text(None) => {}
-                        FlatValue::Block(inner) => fields.extend(
-                            inner
-                                .into_iter()
-                                .filter(|(_, v)| v.is_some())
-                                .map(|(ik, iv)| (format!("{k}_{ik}"), iv)),
-                        ),
+                        FlatValue::Block(inner) => {
+                            blocks = true;
+                            fields.extend(inner.into_iter().filter(|(_, v)| v.is_some()).map(
+                                |(ik, iv)| (Cow::Owned(format!("{k}_{ik}")), iv.map(Cow::Owned)),
+                            ))
+                        }
                     }
+                }
+                if blocks {
+                    // A block's names may sort after top-level names that
+                    // follow its parent's; stable, so the block's stay first.
+                    fields.sort_by(|a, b| a.0.cmp(&b.0));
                 }
                 Ok(FlatObject(fields))
             }
         }
         d.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// A JSON string (an object key), borrowed when it has no escapes.
+struct TextSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for TextSeed {
+    type Value = Text<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Text<'de>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TextSeed {
+    type Value = Text<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -212,52 +250,60 @@ struct FieldSeed {
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for FieldSeed {
-    type Value = FlatValue;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<FlatValue, D::Error> {
+    type Value = FlatValue<'de>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<FlatValue<'de>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
+/// Owned text of a rendered scalar.
+fn owned<'a>(s: String) -> FlatValue<'a> {
+    FlatValue::Text(Some(Cow::Owned(s)))
+}
+
 impl<'de> serde::de::Visitor<'de> for FieldSeed {
-    type Value = FlatValue;
+    type Value = FlatValue<'de>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_str<E>(self, v: &str) -> Result<FlatValue, E> {
-        Ok(FlatValue::Text(Some(v.to_owned())))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<FlatValue<'de>, E> {
+        Ok(FlatValue::Text(Some(Cow::Borrowed(v))))
     }
-    fn visit_string<E>(self, v: String) -> Result<FlatValue, E> {
-        Ok(FlatValue::Text(Some(v)))
+    fn visit_str<E>(self, v: &str) -> Result<FlatValue<'de>, E> {
+        Ok(owned(v.to_owned()))
     }
-    fn visit_bool<E>(self, v: bool) -> Result<FlatValue, E> {
-        Ok(FlatValue::Text(Some(v.to_string())))
+    fn visit_string<E>(self, v: String) -> Result<FlatValue<'de>, E> {
+        Ok(owned(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<FlatValue, E> {
-        Ok(FlatValue::Text(Some(v.to_string())))
+    fn visit_bool<E>(self, v: bool) -> Result<FlatValue<'de>, E> {
+        Ok(owned(v.to_string()))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<FlatValue, E> {
-        Ok(FlatValue::Text(Some(v.to_string())))
+    fn visit_i64<E>(self, v: i64) -> Result<FlatValue<'de>, E> {
+        Ok(owned(v.to_string()))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<FlatValue, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<FlatValue<'de>, E> {
+        Ok(owned(v.to_string()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<FlatValue<'de>, E> {
         // serde_json's own rendering ("1.0", not "1").
-        Ok(FlatValue::Text(Some(
+        Ok(owned(
             serde_json::Number::from_f64(v).map_or_else(|| "null".into(), |n| n.to_string()),
-        )))
+        ))
     }
-    fn visit_unit<E>(self) -> Result<FlatValue, E> {
+    fn visit_unit<E>(self) -> Result<FlatValue<'de>, E> {
         Ok(FlatValue::Text(None))
     }
-    fn visit_none<E>(self) -> Result<FlatValue, E> {
+    fn visit_none<E>(self) -> Result<FlatValue<'de>, E> {
         Ok(FlatValue::Text(None))
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<FlatValue, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<FlatValue<'de>, A::Error> {
         let v = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(FlatValue::Text(Some(v.to_string())))
+        Ok(owned(v.to_string()))
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<FlatValue, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<FlatValue<'de>, A::Error> {
         let v = Map::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
         if !self.block {
-            return Ok(FlatValue::Text(Some(Value::Object(v).to_string())));
+            return Ok(owned(Value::Object(v).to_string()));
         }
         Ok(FlatValue::Block(
             v.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect(),
@@ -290,7 +336,7 @@ pub struct DecodeContext {
 const SECRET_FIELDS: &[&str] = &["server_token", "token", "auth_token"];
 
 /// Normalises one wire object into the canonical event.
-pub fn normalise(item: RawItem, ctx: &DecodeContext) -> Result<Event, EventError> {
+pub fn normalise(item: RawItem<'_>, ctx: &DecodeContext) -> Result<Event, EventError> {
     let mut fields = Fields {
         entries: item.fields,
     };
@@ -298,11 +344,11 @@ pub fn normalise(item: RawItem, ctx: &DecodeContext) -> Result<Event, EventError
         .take_str(&["type", "event_type", "event"])
         .filter(|t| !t.trim().is_empty())
         .ok_or(EventError::MissingType)?;
-    let type_name = type_name.trim().to_ascii_lowercase();
+    let type_name = lowercase(type_name.trim());
     let kind = EventKind::from_wire(&type_name);
 
     let mut ev = Event::new(kind);
-    ev.type_name = Arc::from(type_name.as_str());
+    ev.type_name = Arc::from(&*type_name);
     ev.server = ctx.server_id.clone();
     fields.take_str(&["server_id"]);
     for secret in SECRET_FIELDS {
@@ -349,9 +395,8 @@ pub fn normalise(item: RawItem, ctx: &DecodeContext) -> Result<Event, EventError
         EventKind::PlayerSuicide => &["mod", "means_of_death", "method"],
         _ => &["mod", "means_of_death"],
     };
-    ev.means_of_death = normalise_mod(&fields.take_sym(mod_keys));
-    ev.hit_location =
-        normalise_hitloc(&fields.take_sym(&["hitloc", "hitlocation", "hit_location"]));
+    ev.means_of_death = normalise_mod(fields.take_str(mod_keys));
+    ev.hit_location = normalise_hitloc(fields.take_str(&["hitloc", "hitlocation", "hit_location"]));
     if let Some(damage) = fields.take_number(&["damage"])? {
         ev.damage = damage as f32;
     }
@@ -372,7 +417,7 @@ pub fn normalise(item: RawItem, ctx: &DecodeContext) -> Result<Event, EventError
     ev.map = fields.take_sym(&["map_name", "map", "current_map", "mapname"]);
 
     ev.extra = fields.into_extra();
-    ev.raw = Some(item.text.clone());
+    ev.raw = Some(Arc::from(item.text));
     Ok(ev)
 }
 
@@ -455,9 +500,19 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// ASCII lower case, copying only when something changes.
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// `MOD_PISTOL` (Bruno) and `pistol` (game) are the same means of death.
-fn normalise_mod(s: &str) -> Str {
-    let lower = s.trim().to_ascii_lowercase();
+fn normalise_mod(s: Option<Text<'_>>) -> Str {
+    let Some(s) = s else { return empty() };
+    let lower = lowercase(s.trim());
     let name = lower.strip_prefix("mod_").unwrap_or(&lower);
     if name.is_empty() {
         empty()
@@ -466,12 +521,15 @@ fn normalise_mod(s: &str) -> Str {
     }
 }
 
-fn normalise_hitloc(s: &str) -> Str {
-    let lower = s.trim().to_ascii_lowercase().replace(' ', "_");
+fn normalise_hitloc(s: Option<Text<'_>>) -> Str {
+    let Some(s) = s else { return empty() };
+    let lower = lowercase(s.trim());
     if lower.is_empty() {
         empty()
+    } else if lower.contains(' ') {
+        Arc::from(lower.replace(' ', "_").as_str())
     } else {
-        Arc::from(lower.as_str())
+        Arc::from(&*lower)
     }
 }
 
@@ -520,18 +578,22 @@ fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Particip
                 .ok_or_else(|| bad(&key("smf_id").name(), "expected a member number"))?,
         ),
     };
-    let guid = match (guid.filter(|g| !g.trim().is_empty()), smf_id) {
-        (Some(g), _) => g.trim().to_string(),
-        (None, Some(id)) => id.to_string(),
+    let guid: Str = match (guid.filter(|g| !g.trim().is_empty()), smf_id) {
+        (Some(g), _) => Arc::from(g.trim()),
+        (None, Some(id)) => Arc::from(id.to_string().as_str()),
         (None, None) => {
             // No identity: leave the rest of the block as extra fields.
             return Ok(None);
         }
     };
-    let mut part = Participant::new(Arc::from(guid.as_str()));
+    let mut part = Participant::new(guid);
     part.smf_id = smf_id;
     if let Some(name) = fields.take_key(key("name")) {
-        part.name = Arc::from(strip_colour_codes(&name).as_str());
+        part.name = if name.contains('^') {
+            Arc::from(strip_colour_codes(&name).as_str())
+        } else {
+            Arc::from(&*name)
+        };
     }
     if let Some(team) = fields.take_key(key("team")) {
         part.team = Team::parse(&team);
@@ -567,10 +629,10 @@ fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Particip
     Ok(Some(part))
 }
 
-/// The object's fields as strings, consumed as they are mapped; what is
-/// left becomes the extra fields.
-struct Fields {
-    entries: Vec<(String, Option<String>)>,
+/// The object's fields as text, sorted by name, consumed as they are
+/// mapped; what is left becomes the extra fields.
+struct Fields<'a> {
+    entries: Vec<Entry<'a>>,
 }
 
 /// A field name to look up: plain, or a participant prefix and suffix
@@ -607,12 +669,16 @@ impl Key<'_> {
     }
 }
 
-impl Fields {
-    fn take_str(&mut self, keys: &[&str]) -> Option<String> {
+impl<'a> Fields<'a> {
+    fn take_str(&mut self, keys: &[&str]) -> Option<Text<'a>> {
         keys.iter().find_map(|k| self.take_key(Key::Plain(k)))
     }
 
-    fn take_key(&mut self, key: Key) -> Option<String> {
+    /// The first untaken field of that name (a participant block's before
+    /// a top-level field of the same name). A scan, not a binary search:
+    /// most names differ in length from the one looked up, which rejects
+    /// them at once, and comparing for order cost more than the scan.
+    fn take_key(&mut self, key: Key) -> Option<Text<'a>> {
         if key.is_empty() {
             return None;
         }
@@ -673,7 +739,7 @@ impl Fields {
     fn into_extra(self) -> Vec<(Str, Str)> {
         self.entries
             .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (Arc::from(k.as_str()), Arc::from(v.as_str()))))
+            .filter_map(|(k, v)| v.map(|v| (Arc::from(&*k), Arc::from(&*v))))
             .collect()
     }
 }
@@ -701,8 +767,9 @@ pub struct Decoded {
 
 /// Splits and normalises a body.
 pub fn decode_body(body: &[u8], ctx: &DecodeContext) -> Result<Decoded, BodyError> {
+    let text = body_text(body)?;
     let mut out = Decoded::default();
-    for (index, item) in split_body(body)?.into_iter().enumerate() {
+    for (index, item) in split_body(&text)?.into_iter().enumerate() {
         match item.and_then(|item| normalise(item, ctx)) {
             Ok(ev) => out.events.push(ev),
             Err(e) => out.errors.push((index, e)),
@@ -810,9 +877,13 @@ mod tests {
 
     #[test]
     fn body_errors() {
-        assert_eq!(split_body(b"  ").unwrap_err(), BodyError::Empty);
+        assert_eq!(split_body("  ").unwrap_err(), BodyError::Empty);
         assert!(matches!(
-            split_body(b"[{\"type\":").unwrap_err(),
+            body_text(b"\xff[]").unwrap_err(),
+            BodyError::NotUtf8(_)
+        ));
+        assert!(matches!(
+            split_body("[{\"type\":").unwrap_err(),
             BodyError::InvalidArray(_)
         ));
         let nul = b"[{\"type\":\"jump\",\"player_guid\":\"1\"}]\0\0";
@@ -856,6 +927,9 @@ mod tests {
                 }
             }
         }
+        // A block's fields are sorted in with the rest; stable, so
+        // duplicates keep their order.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
         Some(entries)
     }
 
@@ -910,7 +984,13 @@ mod tests {
                     .collect::<Vec<_>>()
                     .join(",")
             );
-            let streamed = serde_json::from_str::<FlatObject>(&body).unwrap().0;
+            let streamed: Vec<(String, Option<String>)> =
+                serde_json::from_str::<FlatObject>(&body)
+                    .unwrap()
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.map(Cow::into_owned)))
+                    .collect();
             proptest::prop_assert_eq!(Some(streamed), flatten_via_value(&body));
         }
     }
