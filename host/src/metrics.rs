@@ -27,6 +27,7 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     pub journal_bytes: IntCounter,
     pub checkpoint: IntGauge,
+    pub checkpoint_seconds: Histogram,
     pub mqtt_dropped: IntCounterVec,
     pub mqtt_subscribed: IntGauge,
     pub api_requests: IntCounterVec,
@@ -109,6 +110,17 @@ pub fn metrics() -> &'static Metrics {
                 IntGauge::new(
                     "mohaa_journal_checkpoint_sequence",
                     "Journal sequence up to which every stage has committed",
+                )
+                .unwrap(),
+            ),
+            checkpoint_seconds: register(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "mohaa_checkpoint_duration_seconds",
+                        "Time of one checkpoint: every store flushed, then the journal checkpoint \
+                         written (events hold queue room until it ends)",
+                    )
+                    .buckets(latency_buckets.clone()),
                 )
                 .unwrap(),
             ),

@@ -355,10 +355,19 @@ impl Pipeline {
             .spawn(move || {
                 opm_model::sched::enter_background();
                 while !me.stop.load(Ordering::Acquire) {
-                    std::thread::sleep(interval);
+                    let start = std::time::Instant::now();
                     if let Err(e) = me.checkpoint(&journal) {
                         tracing::warn!(error = %e, "checkpoint postponed");
                     }
+                    let took = start.elapsed();
+                    crate::metrics::metrics()
+                        .checkpoint_seconds
+                        .observe(took.as_secs_f64());
+                    // One checkpoint per interval, not one interval after
+                    // each: events hold queue room until a checkpoint
+                    // covers them, so a slow flush should not add a whole
+                    // interval on top.
+                    std::thread::sleep(interval.saturating_sub(took));
                 }
             })
             .expect("spawn checkpointer");

@@ -13,8 +13,9 @@
 mod deltas;
 mod write;
 
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use opm_model::Event;
@@ -29,10 +30,14 @@ use write::WriterThread;
 
 const B: &str = "sqlite";
 
-/// Rows inserted without a `sync` after which `insert` checkpoints by
-/// itself, so the write-ahead log stays bounded for callers that never
-/// flush (the batch writer syncs on every flush).
+/// Rows inserted without a `sync` after which `insert` syncs by itself,
+/// so the write-ahead log stays bounded for callers that never flush (the
+/// batch writer syncs on every flush).
 const AUTO_SYNC_ROWS: u64 = 200_000;
+
+/// Rows synced since the last fold after which a sync starts the next
+/// fold (a passive WAL checkpoint on the folding thread).
+const FOLD_ROWS: u64 = 20_000;
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::sqlx(B, e)
@@ -41,26 +46,78 @@ fn err(e: sqlx::Error) -> StoreError {
 pub struct SqliteAnalytics {
     pool: SqlitePool,
     writer: WriterThread,
-    /// Rows committed since the last checkpoint.
+    /// A second connection on its own thread that folds the write-ahead
+    /// log into the database file while the writer goes on inserting.
+    folder: WriterThread,
+    /// True while a fold is queued or running.
+    folding: Arc<AtomicBool>,
+    wal: PathBuf,
+    /// Rows committed since the last sync.
     unsynced: AtomicU64,
+    /// Rows synced since the last fold started.
+    unfolded: AtomicU64,
 }
 
 impl SqliteAnalytics {
     pub async fn open(path: &Path) -> Result<SqliteAnalytics, StoreError> {
-        let writer = WriterThread::open(path).await?;
+        let writer = WriterThread::open(path, "analytics-writer").await?;
+        let folder = WriterThread::open(path, "analytics-fold").await?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
         Ok(SqliteAnalytics {
             pool: crate::sqlite::open(path, 4).await?,
             writer,
+            folder,
+            folding: Arc::new(AtomicBool::new(false)),
+            wal: PathBuf::from(wal),
             unsynced: AtomicU64::new(0),
+            unfolded: AtomicU64::new(0),
         })
     }
 
-    /// Folds the write-ahead log into the database file; see
-    /// [`AnalyticsStore::sync`].
-    async fn checkpoint(&self) -> Result<(), StoreError> {
-        self.writer.call(write::checkpoint).await?;
-        self.unsynced.store(0, Ordering::Relaxed);
-        Ok(())
+    /// Makes every committed row durable: an `fdatasync` of the
+    /// write-ahead log, which holds every committed transaction not yet
+    /// folded into the database file (a fold syncs the database file
+    /// before the log can be reused). It runs off the writer's thread;
+    /// the fold used to run on it, and its page copies and two fsyncs
+    /// stalled every insert behind it (docs/storage.md, "Durability").
+    async fn sync_log(&self) -> Result<(), StoreError> {
+        let wal = self.wal.clone();
+        let synced = tokio::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .open(&wal)?
+                .sync_data()
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            backend: B,
+            message: format!("log sync task: {e}"),
+        })?;
+        match synced {
+            Ok(()) => Ok(()),
+            // No log: everything is in the database file, which the fold
+            // that removed the log synced.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts a fold on the folding thread unless one is under way.
+    fn fold(&self) {
+        if self.folding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let folding = self.folding.clone();
+        let queued = self.folder.detach(move |conn| {
+            if let Err(e) = write::checkpoint(conn) {
+                tracing::warn!(error = %e, "analytics log fold failed; the next sync retries");
+            }
+            folding.store(false, Ordering::Release);
+        });
+        if queued.is_err() {
+            self.folding.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -112,20 +169,31 @@ impl AnalyticsStore for SqliteAnalytics {
         let unsynced =
             self.unsynced.fetch_add(report.inserted, Ordering::Relaxed) + report.inserted;
         if unsynced >= AUTO_SYNC_ROWS {
-            // The batch is committed whatever happens here; a failed
-            // checkpoint is retried by the next sync.
-            if let Err(e) = self.checkpoint().await {
-                tracing::warn!(error = %e, "analytics checkpoint failed; retried at the next sync");
+            // The batch is committed whatever happens here; a failed sync
+            // is retried by the next one.
+            if let Err(e) = self.sync().await {
+                tracing::warn!(error = %e, "analytics sync failed; retried at the next sync");
             }
         }
         Ok(report)
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
-        if self.unsynced.load(Ordering::Relaxed) == 0 {
+        // Taken before the log is synced: rows committed from here on are
+        // counted for the next sync.
+        let rows = self.unsynced.swap(0, Ordering::AcqRel);
+        if rows == 0 {
             return Ok(());
         }
-        self.checkpoint().await
+        if let Err(e) = self.sync_log().await {
+            self.unsynced.fetch_add(rows, Ordering::AcqRel);
+            return Err(e);
+        }
+        if self.unfolded.fetch_add(rows, Ordering::Relaxed) + rows >= FOLD_ROWS {
+            self.unfolded.store(0, Ordering::Relaxed);
+            self.fold();
+        }
+        Ok(())
     }
 
     async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -163,7 +231,6 @@ impl AnalyticsStore for SqliteAnalytics {
                         write::checkpoint(conn)
                     })
                     .await?;
-                self.unsynced.store(0, Ordering::Relaxed);
                 dropped.push(m);
             }
         }
@@ -176,5 +243,71 @@ impl AnalyticsStore for SqliteAnalytics {
             .await
             .map_err(err)?;
         Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use opm_model::{EventKind, Participant};
+
+    use super::*;
+
+    fn kill(id: u64) -> Event {
+        let mut e = Event::new(EventKind::PlayerKill);
+        e.server = "s1".into();
+        e.id = id;
+        e.time_ms = 1_780_000_000_000 + id as i64;
+        e.actor = Some(Participant::new("a"));
+        e.target = Some(Participant::new("b"));
+        e
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sync_folds_the_log_on_its_own_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let db_len = || std::fs::metadata(&path).unwrap().len();
+        let store = SqliteAnalytics::open(&path).await.unwrap();
+        store.migrate().await.unwrap();
+        store.sync().await.unwrap();
+        let events: Vec<Event> = (1..=FOLD_ROWS).map(kill).collect();
+        store.insert(&events).await.unwrap();
+        assert_eq!(store.unsynced.load(Ordering::Relaxed), FOLD_ROWS);
+        // Committed rows live in the log until a fold copies them over.
+        let before = db_len();
+        store.sync().await.unwrap();
+        assert_eq!(store.unsynced.load(Ordering::Relaxed), 0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while store.folding.load(Ordering::Acquire) || db_len() <= before {
+            assert!(Instant::now() < deadline, "the log was never folded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Nothing new: nothing to sync, nothing folded.
+        store.sync().await.unwrap();
+        assert!(!store.folding.load(Ordering::Acquire));
+        // The writer carried on while the fold ran, and a new connection
+        // sees every row.
+        store.insert(&[kill(FOLD_ROWS + 1)]).await.unwrap();
+        store.sync().await.unwrap();
+        drop(store);
+        let store = SqliteAnalytics::open(&path).await.unwrap();
+        assert_eq!(store.raw_count().await.unwrap(), FOLD_ROWS + 1);
+    }
+
+    #[tokio::test]
+    async fn fewer_rows_than_a_fold_are_synced_but_not_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteAnalytics::open(&dir.path().join("b.db"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store.sync().await.unwrap();
+        store.insert(&[kill(1), kill(2)]).await.unwrap();
+        store.sync().await.unwrap();
+        assert_eq!(store.unsynced.load(Ordering::Relaxed), 0);
+        assert_eq!(store.unfolded.load(Ordering::Relaxed), 2);
+        assert!(!store.folding.load(Ordering::Acquire));
     }
 }

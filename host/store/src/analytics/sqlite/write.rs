@@ -73,8 +73,9 @@ pub(super) struct WriterThread {
 }
 
 impl WriterThread {
-    /// Opens the database on a new thread and keeps the connection there.
-    pub async fn open(path: &Path) -> Result<WriterThread, StoreError> {
+    /// Opens the database on a new thread (named `name`) and keeps the
+    /// connection there.
+    pub async fn open(path: &Path, name: &str) -> Result<WriterThread, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -82,7 +83,7 @@ impl WriterThread {
         let (opened_tx, opened) = oneshot::channel();
         let path = path.to_path_buf();
         std::thread::Builder::new()
-            .name("analytics-writer".into())
+            .name(name.into())
             .spawn(move || {
                 opm_model::sched::enter_background();
                 let mut conn = match open_connection(&path) {
@@ -118,6 +119,14 @@ impl WriterThread {
             }))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Queues `f` on the thread without waiting for it.
+    pub fn detach(
+        &self,
+        f: impl FnOnce(&mut Connection) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.jobs.send(Box::new(f)).map_err(|_| stopped())
     }
 }
 
