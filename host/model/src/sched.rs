@@ -12,37 +12,42 @@
 //! sheds load (429) rather than the background stages starving.
 //!
 //! The binary sets the value once at start ([`set_background_nice`]);
-//! each background thread calls [`enter_background`] when it starts.
+//! each background thread calls [`enter_background`] when it starts and
+//! adds it to the nice value it inherited, so a server started under
+//! `nice -n 5` keeps the same distance between the two.
 //! Library users and tests that never set it keep every thread at the
 //! priority it inherited.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Nice value for background threads; 0 leaves them as they are.
+/// Added to a background thread's nice value; 0 leaves them as they are.
 static BACKGROUND_NICE: AtomicI32 = AtomicI32::new(0);
 
 /// Highest nice value Linux accepts.
 pub const MAX_NICE: i32 = 19;
 
-/// Sets the nice value threads take in [`enter_background`] (clamped to
-/// 0..=19; raising a thread's nice value needs no privilege). Call it
+/// Sets how much [`enter_background`] raises a thread's nice value
+/// (clamped to 0..=19; raising a nice value needs no privilege). Call it
 /// before the background threads start.
 pub fn set_background_nice(nice: i32) {
     BACKGROUND_NICE.store(nice.clamp(0, MAX_NICE), Ordering::Relaxed);
 }
 
-/// The nice value background threads take.
+/// How much background threads raise their nice value.
 pub fn background_nice() -> i32 {
     BACKGROUND_NICE.load(Ordering::Relaxed)
 }
 
-/// Lowers the calling thread's priority to the background nice value. A
-/// failure (another OS, a sandbox that forbids it) leaves the thread as it
-/// was: priority is an optimisation, never a reason to stop a thread.
+/// Lowers the calling thread's priority by the background amount (at
+/// most to nice 19). Call it once per thread. A failure (another OS, a
+/// sandbox that forbids it) leaves the thread as it was: priority is an
+/// optimisation, never a reason to stop a thread.
 pub fn enter_background() {
-    let nice = background_nice();
-    if nice > 0 {
-        let _ = set_current_thread_nice(nice);
+    let add = background_nice();
+    if add > 0
+        && let Ok(now) = current_thread_nice()
+    {
+        let _ = set_current_thread_nice((now + add).min(MAX_NICE));
     }
 }
 
@@ -124,20 +129,28 @@ mod tests {
     }
 
     #[test]
-    fn the_configured_value_is_clamped() {
-        // One test owns the global: the two cases run in sequence here.
+    fn the_amount_is_clamped_and_added_to_the_inherited_value() {
+        // One test owns the global: these cases run in sequence here.
         set_background_nice(40);
         assert_eq!(background_nice(), MAX_NICE);
         set_background_nice(-5);
         assert_eq!(background_nice(), 0);
+        let run = || {
+            std::thread::spawn(|| {
+                let before = current_thread_nice().unwrap();
+                enter_background();
+                (before, current_thread_nice().unwrap())
+            })
+            .join()
+            .unwrap()
+        };
         // Zero leaves a thread alone.
-        let (before, after) = std::thread::spawn(|| {
-            let before = current_thread_nice().unwrap();
-            enter_background();
-            (before, current_thread_nice().unwrap())
-        })
-        .join()
-        .unwrap();
+        let (before, after) = run();
         assert_eq!(before, after);
+        // Otherwise the amount is added to what the thread inherited.
+        set_background_nice(3);
+        let (before, after) = run();
+        assert_eq!(after, (before + 3).min(MAX_NICE));
+        set_background_nice(0);
     }
 }

@@ -79,10 +79,10 @@ pub struct IngestConfig {
     /// messages) across restarts under this id.
     #[arg(long, env = "OPM_MQTT_CLIENT_ID", default_value = "opm-stats-ingest")]
     pub mqtt_client_id: String,
-    /// Nice value of the threads behind the queue (pipeline workers with
-    /// the plugin stage, the SQLite analytics writer, the checkpointer), so
-    /// request handlers and the journal get the CPU first; 0 leaves them
-    /// at the server's priority (docs/operations.md).
+    /// Added to the nice value of the threads behind the queue (pipeline
+    /// workers with the plugin stage, the SQLite analytics writer, the
+    /// checkpointer), so request handlers and the journal get the CPU
+    /// first; 0 leaves them at the server's priority (docs/operations.md).
     #[arg(long, env = "OPM_BACKGROUND_NICE", default_value_t = 10)]
     pub background_nice: i32,
 }
