@@ -32,12 +32,18 @@ fn nice_by_thread(pid: u32) -> BTreeMap<String, i64> {
     out
 }
 
+/// Starts the real server with `--background-nice amount` and returns the
+/// main thread's nice value and every thread's.
+fn server_threads(amount: &str) -> (i64, BTreeMap<String, i64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--background-nice", amount]);
+    let nice = nice_by_thread(server.pid());
+    (nice["opm-stats"], nice)
+}
+
 #[test]
 fn background_threads_yield_to_request_handlers() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--background-nice", "7"]);
-    let nice = nice_by_thread(server.pid());
-    let front = nice["opm-stats"];
+    let (front, nice) = server_threads("7");
     for name in ["opm-journal", "tokio-rt-worker"] {
         assert_eq!(nice[name], front, "{name}: {nice:?}");
     }
@@ -53,9 +59,6 @@ fn background_threads_yield_to_request_handlers() {
 
 #[test]
 fn zero_leaves_every_thread_alike() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--background-nice", "0"]);
-    let nice = nice_by_thread(server.pid());
-    let front = nice["opm-stats"];
+    let (front, nice) = server_threads("0");
     assert!(nice.values().all(|&n| n == front), "{nice:?}");
 }

@@ -533,8 +533,12 @@ fn normalise_hitloc(s: Option<Text<'_>>) -> Str {
     }
 }
 
-/// Removes Quake-style colour codes (`^1Name` → `Name`).
-pub fn strip_colour_codes(name: &str) -> String {
+/// Removes Quake-style colour codes (`^1Name` → `Name`), copying only
+/// when the name has a `^`.
+pub fn strip_colour_codes(name: &str) -> Cow<'_, str> {
+    if !name.contains('^') {
+        return Cow::Borrowed(name);
+    }
     let mut out = String::with_capacity(name.len());
     let mut chars = name.chars().peekable();
     while let Some(c) = chars.next() {
@@ -547,7 +551,7 @@ pub fn strip_colour_codes(name: &str) -> String {
         }
         out.push(c);
     }
-    out
+    Cow::Owned(out)
 }
 
 fn take_participant(
@@ -589,11 +593,7 @@ fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Particip
     let mut part = Participant::new(guid);
     part.smf_id = smf_id;
     if let Some(name) = fields.take_key(key("name")) {
-        part.name = if name.contains('^') {
-            Arc::from(strip_colour_codes(&name).as_str())
-        } else {
-            Arc::from(&*name)
-        };
+        part.name = Arc::from(&*strip_colour_codes(&name));
     }
     if let Some(team) = fields.take_key(key("team")) {
         part.team = Team::parse(&team);
