@@ -6,7 +6,7 @@
 //!
 //! Deterministic: the same seed gives the same stream, byte for byte.
 
-use serde_json::{Map, Value};
+use super::wire::{Batch, BatchBuilder, GameEvent};
 
 /// SplitMix64: tiny, fast and good enough for a simulation; no dependency.
 #[derive(Debug, Clone)]
@@ -168,24 +168,55 @@ pub struct GameSim {
     round_kills: u32,
     kills_to_end_round: u32,
     score: [u32; 2],
-    queue: Vec<Map<String, Value>>,
-    ready: Vec<Vec<Map<String, Value>>>,
+    queue: BatchBuilder,
+    ready: std::collections::VecDeque<Batch>,
     started: bool,
 }
 
-fn s(v: impl ToString) -> Value {
-    Value::String(v.to_string())
+/// Whose fields `add_player` writes: the script prefixes a player's
+/// fields with the role the player has in the event.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Player,
+    Attacker,
+    Victim,
+    Target,
 }
 
-fn f(v: f64) -> Value {
-    // The script's string casts print floats with up to 6 digits.
-    let t = format!("{v:.3}");
-    let t = t.trim_end_matches('0').trim_end_matches('.');
-    Value::String(if t.is_empty() || t == "-" {
-        "0".into()
-    } else {
-        t.to_string()
-    })
+/// A player's fields: name, guid, smf_id, team, x, y, z, pitch, yaw,
+/// stance.
+type PlayerKeys = [&'static str; 10];
+
+macro_rules! player_keys {
+    ($p:literal) => {
+        [
+            concat!($p, "_name"),
+            concat!($p, "_guid"),
+            concat!($p, "_smf_id"),
+            concat!($p, "_team"),
+            concat!($p, "_x"),
+            concat!($p, "_y"),
+            concat!($p, "_z"),
+            concat!($p, "_pitch"),
+            concat!($p, "_yaw"),
+            concat!($p, "_stance"),
+        ]
+    };
+}
+
+impl Role {
+    fn keys(self) -> &'static PlayerKeys {
+        const PLAYER: PlayerKeys = player_keys!("player");
+        const ATTACKER: PlayerKeys = player_keys!("attacker");
+        const VICTIM: PlayerKeys = player_keys!("victim");
+        const TARGET: PlayerKeys = player_keys!("target");
+        match self {
+            Role::Player => &PLAYER,
+            Role::Attacker => &ATTACKER,
+            Role::Victim => &VICTIM,
+            Role::Target => &TARGET,
+        }
+    }
 }
 
 impl GameSim {
@@ -229,8 +260,8 @@ impl GameSim {
             round_kills: 0,
             kills_to_end_round: 12,
             score: [0, 0],
-            queue: Vec::new(),
-            ready: Vec::new(),
+            queue: BatchBuilder::default(),
+            ready: std::collections::VecDeque::new(),
             started: false,
         }
     }
@@ -240,11 +271,13 @@ impl GameSim {
     }
 
     /// The next batch as the game would send it.
-    pub fn next_batch(&mut self) -> Vec<Map<String, Value>> {
-        while self.ready.is_empty() {
+    pub fn next_batch(&mut self) -> Batch {
+        loop {
+            if let Some(batch) = self.ready.pop_front() {
+                return batch;
+            }
             self.step();
         }
-        self.ready.remove(0)
     }
 
     fn weapons(team: &str) -> &'static [(&'static str, &'static str, f64, f64, u32)] {
@@ -255,38 +288,35 @@ impl GameSim {
         }
     }
 
-    fn envelope(&self, kind: &str) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("type".into(), s(kind));
-        m.insert("match_id".into(), s("no_match"));
-        m.insert("session_id".into(), s(&self.session));
-        m.insert("timestamp".into(), f(self.level_time));
-        m
+    fn envelope(&self, kind: &str) -> GameEvent {
+        let mut e = GameEvent::new(kind);
+        e.text("match_id", "no_match");
+        e.text("session_id", &self.session);
+        e.float("timestamp", self.level_time);
+        e
     }
 
-    fn add_player(&self, m: &mut Map<String, Value>, prefix: &str, p: usize) {
+    fn add_player(&self, e: &mut GameEvent, role: Role, p: usize) {
+        let [name, guid, smf_id, team, x, y, z, pitch, yaw, stance] = *role.keys();
         let p = &self.players[p];
-        let guid = match (p.logged_in, p.smf_id) {
-            (true, Some(id)) => id.to_string(),
-            _ => p.guid.clone(),
-        };
-        m.insert(format!("{prefix}_name"), s(&p.name));
-        m.insert(format!("{prefix}_guid"), s(guid));
-        if p.logged_in
-            && let Some(id) = p.smf_id
-        {
-            m.insert(format!("{prefix}_smf_id"), s(id));
+        e.text(name, &p.name);
+        match (p.logged_in, p.smf_id) {
+            (true, Some(id)) => {
+                e.int(guid, id);
+                e.int(smf_id, id);
+            }
+            _ => e.text(guid, &p.guid),
         }
-        m.insert(format!("{prefix}_team"), s(p.team));
-        m.insert(format!("{prefix}_x"), f(p.pos[0]));
-        m.insert(format!("{prefix}_y"), f(p.pos[1]));
-        m.insert(format!("{prefix}_z"), f(p.pos[2]));
-        m.insert(format!("{prefix}_pitch"), s("0"));
-        m.insert(format!("{prefix}_yaw"), f(p.yaw));
-        m.insert(format!("{prefix}_stance"), s(p.stance));
+        e.text(team, p.team);
+        e.float(x, p.pos[0]);
+        e.float(y, p.pos[1]);
+        e.float(z, p.pos[2]);
+        e.text(pitch, "0");
+        e.float(yaw, p.yaw);
+        e.text(stance, p.stance);
     }
 
-    fn push(&mut self, ev: Map<String, Value>, flush: bool) {
+    fn push(&mut self, ev: GameEvent, flush: bool) {
         self.queue.push(ev);
         if flush || self.queue.len() >= 20 {
             self.flush();
@@ -295,7 +325,7 @@ impl GameSim {
 
     fn flush(&mut self) {
         if !self.queue.is_empty() {
-            self.ready.push(std::mem::take(&mut self.queue));
+            self.ready.push_back(self.queue.take());
         }
     }
 
@@ -315,31 +345,31 @@ impl GameSim {
         self.map = (self.map + 1 + self.rng.below(2)) % MAPS.len();
         let (map, mode) = MAPS[self.map];
         let mut e = self.envelope("match_start");
-        e.insert("map_name".into(), s(map));
-        e.insert("gametype".into(), s(mode));
-        e.insert("timelimit".into(), s("20"));
-        e.insert("fraglimit".into(), s("0"));
-        e.insert("maxclients".into(), s("32"));
+        e.text("map_name", map);
+        e.text("gametype", mode);
+        e.text("timelimit", "20");
+        e.text("fraglimit", "0");
+        e.text("maxclients", "32");
         self.push(e, false);
         if !self.started {
             self.started = true;
             for i in 0..self.players.len() {
                 let mut c = self.envelope("connect");
-                self.add_player(&mut c, "player", i);
+                self.add_player(&mut c, Role::Player, i);
                 self.push(c, false);
                 if self.players[i].smf_id.is_some() {
                     self.players[i].logged_in = true;
                     let mut a = self.envelope("player_auth");
-                    self.add_player(&mut a, "player", i);
+                    self.add_player(&mut a, Role::Player, i);
                     let id = self.players[i].smf_id.unwrap();
-                    a.insert("smf_member_id".into(), s(id));
-                    a.insert("smf_member_name".into(), s(&self.players[i].name));
+                    a.int("smf_member_id", id);
+                    a.text("smf_member_name", &self.players[i].name);
                     self.push(a, false);
                 }
                 let mut t = self.envelope("team_join");
-                self.add_player(&mut t, "player", i);
-                t.insert("old_team".into(), s("spectator"));
-                t.insert("new_team".into(), s(self.players[i].team));
+                self.add_player(&mut t, Role::Player, i);
+                t.text("old_team", "spectator");
+                t.text("new_team", self.players[i].team);
                 self.push(t, false);
             }
         }
@@ -350,7 +380,7 @@ impl GameSim {
         self.round += 1;
         self.round_kills = 0;
         let mut e = self.envelope("round_start");
-        e.insert("round_number".into(), s(self.round));
+        e.int("round_number", self.round);
         self.push(e, false);
         for i in 0..self.players.len() {
             self.spawn(i);
@@ -381,18 +411,15 @@ impl GameSim {
             p.ammo = Self::weapons(p.team)[weapon].4;
         }
         let mut e = self.envelope("player_spawn");
-        self.add_player(&mut e, "player", i);
+        self.add_player(&mut e, Role::Player, i);
         self.push(e, false);
     }
 
     fn end_round(&mut self, winner: usize) {
         self.score[winner] += 1;
         let mut e = self.envelope("round_end");
-        e.insert("round_number".into(), s(self.round));
-        e.insert(
-            "winning_team".into(),
-            s(if winner == 0 { "american" } else { "german" }),
-        );
+        e.int("round_number", self.round);
+        e.text("winning_team", if winner == 0 { "american" } else { "german" });
         self.push(e, false);
         if self.round >= self.rounds_per_match {
             let w = if self.score[0] >= self.score[1] {
@@ -401,16 +428,16 @@ impl GameSim {
                 "german"
             };
             let mut t = self.envelope("team_win");
-            t.insert("teamnum".into(), s(w));
+            t.text("teamnum", w);
             self.push(t, false);
             let mut end = self.envelope("match_end");
-            end.insert("map_name".into(), s(MAPS[self.map].0));
-            end.insert("gametype".into(), s(MAPS[self.map].1));
-            end.insert("winning_team".into(), s(w));
-            end.insert("allies_score".into(), s(self.score[0]));
-            end.insert("axis_score".into(), s(self.score[1]));
-            end.insert("total_rounds".into(), s(self.round));
-            end.insert("duration".into(), f(self.level_time));
+            end.text("map_name", MAPS[self.map].0);
+            end.text("gametype", MAPS[self.map].1);
+            end.text("winning_team", w);
+            end.int("allies_score", self.score[0]);
+            end.int("axis_score", self.score[1]);
+            end.int("total_rounds", self.round);
+            end.float("duration", self.level_time);
             self.push(end, true);
             self.start_match();
         } else {
@@ -453,12 +480,12 @@ impl GameSim {
                 "crouch"
             };
             let mut e = self.envelope(kind);
-            if e["type"] == "crouch" {
+            if kind == "crouch" {
                 self.players[i].stance = "crouch";
             } else {
-                e.insert("jump_height".into(), f(self.rng.range(40.0, 56.0)));
+                e.float("jump_height", self.rng.range(40.0, 56.0));
             }
-            self.add_player(&mut e, "player", i);
+            self.add_player(&mut e, Role::Player, i);
             self.push(e, false);
         } else if roll < 0.70 {
             let weapons = Self::weapons(self.players[i].team);
@@ -467,9 +494,9 @@ impl GameSim {
             self.players[i].weapon = new;
             self.players[i].ammo = weapons[new].4;
             let mut e = self.envelope("weapon_change");
-            self.add_player(&mut e, "player", i);
-            e.insert("old_weapon".into(), s(weapons[old].0));
-            e.insert("new_weapon".into(), s(weapons[new].0));
+            self.add_player(&mut e, Role::Player, i);
+            e.text("old_weapon", weapons[old].0);
+            e.text("new_weapon", weapons[new].0);
             self.push(e, false);
         } else if roll < 0.73 {
             let kind = if self.rng.chance(0.5) {
@@ -478,16 +505,13 @@ impl GameSim {
                 "ladder_dismount"
             };
             let mut e = self.envelope(kind);
-            self.add_player(&mut e, "player", i);
+            self.add_player(&mut e, Role::Player, i);
             self.push(e, false);
         } else if roll < 0.74 {
             let mut e = self.envelope("chat");
-            self.add_player(&mut e, "player", i);
-            e.insert("message".into(), s(*self.rng.pick(CHAT)));
-            e.insert(
-                "is_team".into(),
-                s(if self.rng.chance(0.3) { "1" } else { "0" }),
-            );
+            self.add_player(&mut e, Role::Player, i);
+            e.text("message", *self.rng.pick(CHAT));
+            e.text("is_team", if self.rng.chance(0.3) { "1" } else { "0" });
             self.push(e, false);
         } else if roll < 0.75 && MAPS[self.map].1 == "obj" {
             let capture = self.rng.chance(0.2);
@@ -497,25 +521,16 @@ impl GameSim {
                 "objective_update"
             };
             let mut e = self.envelope(kind);
-            self.add_player(&mut e, "player", i);
-            e.insert(
-                "objective_name".into(),
-                s(format!("Objective {}", 1 + self.rng.below(3))),
-            );
-            e.insert("objective_index".into(), s(1 + self.rng.below(3)));
-            e.insert(
-                "objective_status".into(),
-                s(if capture { "complete" } else { "in_progress" }),
-            );
-            e.insert("team".into(), s(self.players[i].team));
+            self.add_player(&mut e, Role::Player, i);
+            e.text("objective_name", &format!("Objective {}", 1 + self.rng.below(3)));
+            e.int("objective_index", 1 + self.rng.below(3) as i64);
+            e.text("objective_status", if capture { "complete" } else { "in_progress" });
+            e.text("team", self.players[i].team);
             self.push(e, false);
         } else if roll < 0.77 {
             let mut e = self.envelope("grenade_throw");
-            self.add_player(&mut e, "player", i);
-            e.insert(
-                "projectile".into(),
-                s(GRENADES[usize::from(self.players[i].team == "german")]),
-            );
+            self.add_player(&mut e, Role::Player, i);
+            e.text("projectile", GRENADES[usize::from(self.players[i].team == "german")]);
             self.push(e, false);
         } else {
             self.fire(i);
@@ -534,22 +549,14 @@ impl GameSim {
             p.distance += step;
         }
         let mut e = self.envelope("distance");
-        self.add_player(&mut e, "player", i);
+        self.add_player(&mut e, Role::Player, i);
         // Movement values are sent raw (numbers), unlike the rest.
         let p = &self.players[i];
-        e.insert(
-            "distance".into(),
-            Value::from((p.distance * 10.0).round() / 10.0),
-        );
-        e.insert("walked".into(), Value::from((step * 10.0).round() / 10.0));
-        e.insert(
-            "total_distance".into(),
-            Value::from((p.distance * 10.0).round() / 10.0),
-        );
-        e.insert(
-            "delta_distance".into(),
-            Value::from((step * 10.0).round() / 10.0),
-        );
+        let (total, step) = ((p.distance * 10.0).round() / 10.0, (step * 10.0).round() / 10.0);
+        e.number("distance", total);
+        e.number("walked", step);
+        e.number("total_distance", total);
+        e.number("delta_distance", step);
         self.push(e, false);
     }
 
@@ -564,17 +571,17 @@ impl GameSim {
         let (weapon, mod_name, base, _, mag) = weapons[self.players[i].weapon];
         if self.players[i].ammo == 0 {
             let mut e = self.envelope("reload");
-            self.add_player(&mut e, "player", i);
-            e.insert("weapon".into(), s(weapon));
+            self.add_player(&mut e, Role::Player, i);
+            e.text("weapon", weapon);
             self.push(e, false);
             self.players[i].ammo = mag;
             return;
         }
         self.players[i].ammo -= 1;
         let mut e = self.envelope("weapon_fire");
-        self.add_player(&mut e, "player", i);
-        e.insert("weapon".into(), s(weapon));
-        e.insert("ammo_remaining".into(), s(self.players[i].ammo));
+        self.add_player(&mut e, Role::Player, i);
+        e.text("weapon", weapon);
+        e.int("ammo_remaining", self.players[i].ammo);
         self.push(e, false);
 
         let enemies = self.alive_of(enemy_team);
@@ -606,29 +613,29 @@ impl GameSim {
             .unwrap_or(&HITLOCS[3]);
         let damage = (base * mult * self.rng.range(0.85, 1.15)).min(150.0);
         let mut hit = self.envelope("weapon_hit");
-        self.add_player(&mut hit, "player", i);
-        self.add_player(&mut hit, "target", target);
-        hit.insert("weapon".into(), s(weapon));
-        hit.insert("hitloc".into(), s(hitloc));
+        self.add_player(&mut hit, Role::Player, i);
+        self.add_player(&mut hit, Role::Target, target);
+        hit.text("weapon", weapon);
+        hit.text("hitloc", hitloc);
         self.push(hit, false);
         let mut dmg = self.envelope("damage");
-        self.add_player(&mut dmg, "attacker", i);
-        self.add_player(&mut dmg, "victim", target);
-        dmg.insert("weapon".into(), s(weapon));
-        dmg.insert("damage".into(), f(damage));
-        dmg.insert("mod".into(), s(mod_name));
-        dmg.insert("hitloc".into(), s(hitloc));
+        self.add_player(&mut dmg, Role::Attacker, i);
+        self.add_player(&mut dmg, Role::Victim, target);
+        dmg.text("weapon", weapon);
+        dmg.float("damage", damage);
+        dmg.text("mod", mod_name);
+        dmg.text("hitloc", hitloc);
         self.push(dmg, false);
         self.players[target].health -= damage;
         if self.players[target].health <= 0.0 {
             self.players[target].alive = false;
             let mut k = self.envelope("player_kill");
-            self.add_player(&mut k, "attacker", i);
-            self.add_player(&mut k, "victim", target);
-            k.insert("weapon".into(), s(weapon));
-            k.insert("damage".into(), f(damage));
-            k.insert("hitloc".into(), s(hitloc));
-            k.insert("mod".into(), s(mod_name));
+            self.add_player(&mut k, Role::Attacker, i);
+            self.add_player(&mut k, Role::Victim, target);
+            k.text("weapon", weapon);
+            k.float("damage", damage);
+            k.text("hitloc", hitloc);
+            k.text("mod", mod_name);
             // The script flushes immediately after every kill.
             self.push(k, true);
             self.round_kills += 1;
@@ -643,6 +650,7 @@ impl GameSim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Map, Value};
 
     #[test]
     fn deterministic_and_in_the_wire_format() {
@@ -652,19 +660,28 @@ mod tests {
         for _ in 0..2_000 {
             let (x, y) = (a.next_batch(), b.next_batch());
             assert_eq!(x, y);
-            assert!(!x.is_empty() && x.len() <= 20);
-            for e in &x {
-                kinds.insert(e["type"].as_str().unwrap().to_string());
+            let events: Vec<Map<String, Value>> = serde_json::from_slice(&x.json).unwrap();
+            assert_eq!(events.len(), x.events);
+            assert!(!events.is_empty() && events.len() <= 20);
+            for e in &events {
                 let t = e["type"].as_str().unwrap();
+                kinds.insert(t.to_string());
                 for (k, v) in e {
-                    if t != "distance" {
+                    if t == "distance" && k.contains("distance") || k == "walked" {
+                        assert!(v.is_number(), "{t}.{k} is {v}");
+                    } else {
                         assert!(v.is_string(), "{t}.{k} is {v}");
                     }
                 }
+                if e.contains_key("attacker_name") {
+                    for k in ["attacker_guid", "attacker_team", "attacker_x", "victim_name", "victim_stance"] {
+                        assert!(e.contains_key(k), "{t} without {k}");
+                    }
+                }
             }
-            if x.iter().any(|e| e["type"] == "player_kill") {
+            if events.iter().any(|e| e["type"] == "player_kill") {
                 assert_eq!(
-                    x.last().unwrap()["type"],
+                    events.last().unwrap()["type"],
                     "player_kill",
                     "flush after a kill"
                 );

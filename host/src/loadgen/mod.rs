@@ -12,6 +12,7 @@
 
 pub mod game;
 pub mod server_side;
+pub mod wire;
 
 pub use server_side::memory_of;
 
@@ -109,15 +110,13 @@ struct Shared {
 }
 
 impl Shared {
-    fn record(
-        &self,
-        server: usize,
-        batch: &[serde_json::Map<String, Value>],
-    ) -> anyhow::Result<()> {
+    fn record(&self, server: usize, batch: &[u8]) -> anyhow::Result<()> {
         if let Some(w) = &self.record {
             let mut w = w.lock();
-            serde_json::to_writer(&mut *w, &json!({"server": server, "batch": batch}))?;
-            w.write_all(b"\n")?;
+            // The batch is written as the game sent it, byte for byte.
+            write!(w, "{{\"server\":{server},\"batch\":")?;
+            w.write_all(batch)?;
+            w.write_all(b"}\n")?;
         }
         Ok(())
     }
@@ -189,9 +188,9 @@ pub async fn run(config: LoadgenConfig) -> anyhow::Result<Report> {
         'outer: loop {
             for sim in &mut sims {
                 let batch = sim.next_batch();
-                sent += batch.len() as u64;
+                sent += batch.events as u64;
                 shared.batches.fetch_add(1, Ordering::Relaxed);
-                shared.record(sim.index, &batch)?;
+                shared.record(sim.index, &batch.json)?;
                 if sent >= limit {
                     break 'outer;
                 }
@@ -274,13 +273,13 @@ pub async fn run(config: LoadgenConfig) -> anyhow::Result<Report> {
                     break;
                 }
                 let batch = sim.next_batch();
-                let n = batch.len() as u64;
+                let n = batch.events as u64;
                 if per_server_rate > 0.0 {
                     // Open-loop pacing: each batch has its due time.
                     let due = started + Duration::from_secs_f64(sent as f64 / per_server_rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let body = serde_json::to_vec(&batch).expect("json");
+                let body = bytes::Bytes::from(batch.json);
                 if let Some((client, acks)) = &mqtt {
                     acks.lock().push_back(Instant::now());
                     if client
@@ -288,7 +287,7 @@ pub async fn run(config: LoadgenConfig) -> anyhow::Result<Report> {
                             format!("openmohaa/events/{server_id}"),
                             rumqttc::QoS::AtLeastOnce,
                             false,
-                            body,
+                            body.to_vec(),
                         )
                         .await
                         .is_err()
@@ -330,7 +329,7 @@ pub async fn run(config: LoadgenConfig) -> anyhow::Result<Report> {
                         }
                     }
                 }
-                let _ = shared.record(i, &batch);
+                let _ = shared.record(i, &body);
                 sent += n;
                 shared.events.fetch_add(n, Ordering::Relaxed);
                 shared.batches.fetch_add(1, Ordering::Relaxed);
