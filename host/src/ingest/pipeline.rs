@@ -92,14 +92,10 @@ pub fn load_snapshots(path: &std::path::Path) -> std::io::Result<TrackerSnapshot
         .collect())
 }
 
-/// Which journal records are done, to find the checkpoint, and how many
-/// queue slots each holds until the stores have it durably.
+/// Which journal records are done, to find the checkpoint.
 pub struct Progress {
     /// first sequence → (last sequence, done).
     open: Mutex<BTreeMap<u64, (u64, bool)>>,
-    /// Done records not yet covered by a checkpoint: (last sequence,
-    /// events). Their queue slots are released when the checkpoint passes.
-    unreleased: Mutex<std::collections::VecDeque<(u64, usize)>>,
     done: AtomicU64,
 }
 
@@ -107,7 +103,6 @@ impl Progress {
     pub fn new(checkpoint: u64) -> Progress {
         Progress {
             open: Mutex::new(BTreeMap::new()),
-            unreleased: Mutex::new(std::collections::VecDeque::new()),
             done: AtomicU64::new(checkpoint),
         }
     }
@@ -123,14 +118,12 @@ impl Progress {
             entry.1 = true;
         }
         let mut done = self.done.load(Ordering::Acquire);
-        let mut unreleased = self.unreleased.lock();
         while let Some(entry) = open.first_entry() {
             if !entry.get().1 {
                 break;
             }
-            let (first, (last, _)) = entry.remove_entry();
+            let (_, (last, _)) = entry.remove_entry();
             done = last;
-            unreleased.push_back((last, (last - first + 1) as usize));
         }
         self.done.store(done, Ordering::Release);
     }
@@ -138,20 +131,6 @@ impl Progress {
     /// Every sequence up to this one has been through every stage.
     pub fn done(&self) -> u64 {
         self.done.load(Ordering::Acquire)
-    }
-
-    /// Events of done records at or below `checkpoint`, forgotten now.
-    pub fn release_through(&self, checkpoint: u64) -> usize {
-        let mut unreleased = self.unreleased.lock();
-        let mut n = 0;
-        while let Some(&(last, count)) = unreleased.front() {
-            if last > checkpoint {
-                break;
-            }
-            n += count;
-            unreleased.pop_front();
-        }
-        n
     }
 }
 
@@ -246,6 +225,7 @@ impl Pipeline {
                 rx,
                 control: ctl_rx,
                 progress: progress.clone(),
+                admission: admission.clone(),
                 sinks: sinks.clone(),
                 plugins: plugins.clone(),
                 restored_seq: last_seq.clone(),
@@ -311,9 +291,6 @@ impl Pipeline {
         let _one_at_a_time = self.checkpointing.lock();
         let done = self.progress.done();
         if done <= journal.checkpoint() {
-            // Records replayed below an old checkpoint still hold slots.
-            self.admission
-                .release(self.progress.release_through(journal.checkpoint()));
             return Ok(journal.checkpoint());
         }
         // Trackers first: each reflects at least everything up to `done`,
@@ -341,9 +318,6 @@ impl Pipeline {
             crate::ingest::servers::write_atomically(path, &bytes).map_err(|e| e.to_string())?;
         }
         journal.set_checkpoint(done).map_err(|e| e.to_string())?;
-        // Only now are these events safe in every store: their queue slots
-        // bound memory up to here, so a slow store pushes back on ingest.
-        self.admission.release(self.progress.release_through(done));
         Ok(done)
     }
 
@@ -389,6 +363,7 @@ struct Worker {
     /// restart and are skipped.
     restored_seq: HashMap<Str, u64>,
     progress: Arc<Progress>,
+    admission: Arc<Admission>,
     sinks: Arc<Vec<Arc<dyn EventSink>>>,
     plugins: Option<Arc<dyn PluginStage>>,
     trackers: HashMap<Str, Tracker>,
@@ -433,8 +408,10 @@ impl Worker {
             }
             out.clear();
             let mut done = Vec::with_capacity(items.len());
+            let mut held = 0;
             for mut item in items.drain(..) {
                 done.push(item.first_seq);
+                held += (item.last_seq - item.first_seq + 1) as usize;
                 if self
                     .restored_seq
                     .get(&item.server)
@@ -461,6 +438,12 @@ impl Worker {
             for first_seq in done {
                 self.progress.complete(first_seq);
             }
+            // Every store holds these events now, each within its own
+            // bound (the analytics writer: `WriterConfig::queue`), and the
+            // journal keeps them until a checkpoint covers them. Holding
+            // their queue room until that checkpoint made ingest wait out
+            // every flush and tracker snapshot.
+            self.admission.release(held);
         }
     }
 
@@ -554,8 +537,5 @@ mod tests {
         assert_eq!(p.done(), 20);
         p.complete(21);
         assert_eq!(p.done(), 21);
-        assert_eq!(p.release_through(15), 5);
-        assert_eq!(p.release_through(21), 6);
-        assert_eq!(p.release_through(30), 0);
     }
 }

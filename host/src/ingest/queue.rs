@@ -1,9 +1,10 @@
 //! Admission to the bounded pipeline queue.
 //!
 //! The queue is bounded by events, not batches: a batch reserves its slots
-//! before it is journaled and releases them once every stage has processed
-//! it, so the events in memory between the journal and the stores never
-//! exceed the capacity (plus one batch admitted into an empty queue). Above
+//! before it is journaled and releases them once its worker has handed it
+//! to every store, so the events in memory between the journal and the
+//! stores never exceed the capacity (plus one batch admitted into an empty
+//! queue); each store bounds what it holds after that. Above
 //! the shedding threshold (90 % by default) HTTP callers get 429 at once;
 //! MQTT and replay wait instead, which pushes back on the broker.
 

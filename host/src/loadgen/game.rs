@@ -419,7 +419,10 @@ impl GameSim {
         self.score[winner] += 1;
         let mut e = self.envelope("round_end");
         e.int("round_number", self.round);
-        e.text("winning_team", if winner == 0 { "american" } else { "german" });
+        e.text(
+            "winning_team",
+            if winner == 0 { "american" } else { "german" },
+        );
         self.push(e, false);
         if self.round >= self.rounds_per_match {
             let w = if self.score[0] >= self.score[1] {
@@ -510,7 +513,8 @@ impl GameSim {
         } else if roll < 0.74 {
             let mut e = self.envelope("chat");
             self.add_player(&mut e, Role::Player, i);
-            e.text("message", *self.rng.pick(CHAT));
+            let message = CHAT[self.rng.below(CHAT.len())];
+            e.text("message", message);
             e.text("is_team", if self.rng.chance(0.3) { "1" } else { "0" });
             self.push(e, false);
         } else if roll < 0.75 && MAPS[self.map].1 == "obj" {
@@ -522,15 +526,24 @@ impl GameSim {
             };
             let mut e = self.envelope(kind);
             self.add_player(&mut e, Role::Player, i);
-            e.text("objective_name", &format!("Objective {}", 1 + self.rng.below(3)));
+            e.text(
+                "objective_name",
+                &format!("Objective {}", 1 + self.rng.below(3)),
+            );
             e.int("objective_index", 1 + self.rng.below(3) as i64);
-            e.text("objective_status", if capture { "complete" } else { "in_progress" });
+            e.text(
+                "objective_status",
+                if capture { "complete" } else { "in_progress" },
+            );
             e.text("team", self.players[i].team);
             self.push(e, false);
         } else if roll < 0.77 {
             let mut e = self.envelope("grenade_throw");
             self.add_player(&mut e, Role::Player, i);
-            e.text("projectile", GRENADES[usize::from(self.players[i].team == "german")]);
+            e.text(
+                "projectile",
+                GRENADES[usize::from(self.players[i].team == "german")],
+            );
             self.push(e, false);
         } else {
             self.fire(i);
@@ -552,7 +565,10 @@ impl GameSim {
         self.add_player(&mut e, Role::Player, i);
         // Movement values are sent raw (numbers), unlike the rest.
         let p = &self.players[i];
-        let (total, step) = ((p.distance * 10.0).round() / 10.0, (step * 10.0).round() / 10.0);
+        let (total, step) = (
+            (p.distance * 10.0).round() / 10.0,
+            (step * 10.0).round() / 10.0,
+        );
         e.number("distance", total);
         e.number("walked", step);
         e.number("total_distance", total);
@@ -674,7 +690,13 @@ mod tests {
                     }
                 }
                 if e.contains_key("attacker_name") {
-                    for k in ["attacker_guid", "attacker_team", "attacker_x", "victim_name", "victim_stance"] {
+                    for k in [
+                        "attacker_guid",
+                        "attacker_team",
+                        "attacker_x",
+                        "victim_name",
+                        "victim_stance",
+                    ] {
                         assert!(e.contains_key(k), "{t} without {k}");
                     }
                 }

@@ -164,7 +164,7 @@ fn push_script_float(out: &mut String, v: f64) {
     let mut frac = a % 1000;
     if frac != 0 {
         let mut digits = 3;
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             digits -= 1;
         }
@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(float(12.5), "12.5");
         assert_eq!(float(-1200.0), "-1200");
         assert_eq!(float(0.05), "0.05");
-        assert_eq!(float(3.14159), "3.142");
+        assert_eq!(float(1234.56789), "1234.568");
         assert_eq!(float(-0.5), "-0.5");
     }
 
@@ -221,7 +221,9 @@ mod tests {
             prop_assert_eq!(v.len(), 1);
             prop_assert_eq!(v[0]["type"].as_str(), Some("chat"));
             prop_assert_eq!(v[0]["message"].as_str(), Some(s.as_str()));
-            prop_assert_eq!(v[0]["distance"].as_f64(), Some(n));
+            // serde_json's default float parser may be off by one ulp.
+            let back = v[0]["distance"].as_f64().unwrap();
+            prop_assert!((back - n).abs() <= n.abs() * 1e-15, "{} came back as {}", n, back);
             prop_assert_eq!(v[0]["round_number"].as_str(), Some("3"));
         }
     }

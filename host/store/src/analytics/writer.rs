@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opm_model::Event;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::AnalyticsStore;
@@ -29,7 +29,9 @@ pub struct WriterConfig {
     pub max_rows: usize,
     /// Longest an event waits for its batch to fill.
     pub max_delay: Duration,
-    /// Events (in messages) the writer buffers before `send` waits.
+    /// Events the writer holds (queued, and in the batch being written)
+    /// before `send` waits; at least two batches (`2 * max_rows`). This bounds the memory behind the pipeline:
+    /// the ingest queue gives an event's slot back once the writer took it.
     pub queue: usize,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -47,7 +49,8 @@ impl Default for WriterConfig {
             // checkpoint flushes every 200 ms anyway, which bounds the wait.
             max_rows: 10_000,
             max_delay: Duration::from_secs(1),
-            queue: 1024,
+            // Room for the next full batch while one is being written.
+            queue: 20_000,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
             rejected_attempts: 5,
@@ -95,7 +98,8 @@ pub struct Committed {
 }
 
 enum Msg {
-    Events(Vec<Event>),
+    /// Events, and the room they hold (see [`BatchWriter::send_many`]).
+    Events(Vec<Event>, u32),
     Flush(oneshot::Sender<Committed>),
 }
 
@@ -105,7 +109,10 @@ enum Msg {
 pub struct WriterClosed;
 
 pub struct BatchWriter {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
+    /// One permit per event the writer may still take in.
+    room: Arc<Semaphore>,
+    capacity: u32,
     committed: watch::Receiver<Committed>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -114,32 +121,44 @@ impl BatchWriter {
     /// Starts the writer on the current tokio runtime. The initial
     /// high-water marks are read from the store (retrying while it is down).
     pub fn spawn(store: Arc<dyn AnalyticsStore>, config: WriterConfig) -> BatchWriter {
-        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
         let (ctx, committed) = watch::channel(Committed::default());
-        let task = tokio::spawn(run(store, config, rx, ctx));
+        // Never less than two batches: one being written, the next filling,
+        // or a writer configured for big batches would wait out its
+        // deadline for a batch the room can never hold.
+        let room = config.queue.max(config.max_rows.saturating_mul(2));
+        let capacity = room.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
+        let room = Arc::new(Semaphore::new(capacity as usize));
+        let task = tokio::spawn(run(store, config, rx, ctx, room.clone()));
         BatchWriter {
             tx,
+            room,
+            capacity,
             committed,
             task,
         }
     }
 
-    /// Queues one event; waits while the queue is full.
+    /// Queues one event; waits while the writer holds `queue` events.
     pub async fn send(&self, event: Event) -> Result<(), WriterClosed> {
-        self.tx
-            .send(Msg::Events(vec![event]))
-            .await
-            .map_err(|_| WriterClosed)
+        self.send_many(vec![event]).await
     }
 
-    /// Queues events in order; waits while the queue is full.
+    /// Queues events in order; waits while the writer holds `queue`
+    /// events. A batch larger than that waits for the writer to be empty.
     pub async fn send_many(&self, events: Vec<Event>) -> Result<(), WriterClosed> {
         if events.is_empty() {
             return Ok(());
         }
-        self.tx
-            .send(Msg::Events(events))
+        let n = (events.len().min(self.capacity as usize)) as u32;
+        // The writer gives the room back once these events are stored.
+        self.room
+            .acquire_many(n)
             .await
+            .map_err(|_| WriterClosed)?
+            .forget();
+        self.tx
+            .send(Msg::Events(events, n))
             .map_err(|_| WriterClosed)
     }
 
@@ -151,10 +170,7 @@ impl BatchWriter {
     /// Writes everything queued so far and returns once it is stored.
     pub async fn flush(&self) -> Result<Committed, WriterClosed> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Flush(tx))
-            .await
-            .map_err(|_| WriterClosed)?;
+        self.tx.send(Msg::Flush(tx)).map_err(|_| WriterClosed)?;
         rx.await.map_err(|_| WriterClosed)
     }
 
@@ -170,8 +186,9 @@ impl BatchWriter {
 async fn run(
     store: Arc<dyn AnalyticsStore>,
     config: WriterConfig,
-    mut rx: mpsc::Receiver<Msg>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
     out: watch::Sender<Committed>,
+    room: Arc<Semaphore>,
 ) {
     let mut state = Committed::default();
     let mut backoff = Backoff::new(&config);
@@ -193,6 +210,8 @@ async fn run(
     let mut buf: Vec<Event> = Vec::with_capacity(config.max_rows);
     let mut deadline: Option<Instant> = None;
     let mut open = true;
+    // Room held by the events in `buf`.
+    let mut held = 0usize;
     while open || !buf.is_empty() {
         let mut flush_waiters = Vec::new();
         // Fill the batch until it is full, its first event is max_delay
@@ -206,10 +225,11 @@ async fn run(
                 None => rx.recv().await,
             };
             match msg {
-                Some(Msg::Events(events)) => {
+                Some(Msg::Events(events, permits)) => {
                     if deadline.is_none() && !events.is_empty() {
                         deadline = Some(Instant::now() + config.max_delay);
                     }
+                    held += permits as usize;
                     buf.extend(events);
                 }
                 Some(Msg::Flush(w)) => flush_waiters.push(w),
@@ -222,6 +242,7 @@ async fn run(
             write_batch(&*store, &config, batch, &mut state, &out).await;
             out.send_replace(state.clone());
         }
+        room.add_permits(std::mem::take(&mut held));
         deadline = None;
         if !flush_waiters.is_empty() {
             // What a flush promises the caller (the pipeline's checkpoint)
@@ -332,6 +353,97 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analytics::sqlite::SqliteAnalytics;
+    use crate::analytics::{Dialect, InsertReport, Row};
+    use opm_model::{EventKind, Participant};
+
+    /// The real SQLite store behind a gate: `insert` waits for a permit,
+    /// as a store that has fallen behind would.
+    struct Gated {
+        inner: SqliteAnalytics,
+        gate: Arc<Semaphore>,
+    }
+
+    #[async_trait::async_trait]
+    impl AnalyticsStore for Gated {
+        fn backend(&self) -> &'static str {
+            "sqlite"
+        }
+        fn dialect(&self) -> Dialect {
+            Dialect::Sqlite
+        }
+        async fn migrate(&self) -> Result<(), StoreError> {
+            self.inner.migrate().await
+        }
+        async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError> {
+            self.gate.acquire().await.unwrap().forget();
+            self.inner.insert(events).await
+        }
+        async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
+            self.inner.high_water_marks().await
+        }
+        async fn fetch(&self, sql: &str) -> Result<Vec<Row>, StoreError> {
+            self.inner.fetch(sql).await
+        }
+        async fn drop_raw_before(&self, cutoff_ms: i64) -> Result<Vec<u32>, StoreError> {
+            self.inner.drop_raw_before(cutoff_ms).await
+        }
+        async fn raw_count(&self) -> Result<u64, StoreError> {
+            self.inner.raw_count().await
+        }
+    }
+
+    fn kills(ids: std::ops::RangeInclusive<u64>) -> Vec<Event> {
+        ids.map(|id| {
+            let mut e = Event::new(EventKind::PlayerKill);
+            e.server = "s1".into();
+            e.id = id;
+            e.time_ms = 1_780_000_000_000 + id as i64;
+            e.actor = Some(Participant::new("a"));
+            e.target = Some(Participant::new("b"));
+            e
+        })
+        .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_waits_while_the_writer_holds_its_queue_of_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = SqliteAnalytics::open(&dir.path().join("w.db"))
+            .await
+            .unwrap();
+        inner.migrate().await.unwrap();
+        let gate = Arc::new(Semaphore::new(0));
+        let store = Arc::new(Gated {
+            inner,
+            gate: gate.clone(),
+        });
+        let config = WriterConfig {
+            max_rows: 100,
+            max_delay: Duration::from_millis(1),
+            queue: 250,
+            ..WriterConfig::default()
+        };
+        let writer = Arc::new(BatchWriter::spawn(store.clone(), config));
+        // 100 go into the batch stuck at the gate, 150 more wait in the
+        // queue: the writer holds 250 events, its whole room.
+        writer.send_many(kills(1..=100)).await.unwrap();
+        writer.send_many(kills(101..=250)).await.unwrap();
+        let w = writer.clone();
+        let blocked = tokio::spawn(async move { w.send_many(kills(251..=260)).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!blocked.is_finished(), "a full writer takes no more events");
+        // A batch bigger than the whole room waits for an empty writer.
+        let w = writer.clone();
+        let huge = tokio::spawn(async move { w.send_many(kills(261..=1000)).await });
+        // Each stored batch gives its room back.
+        gate.add_permits(1_000);
+        blocked.await.unwrap().unwrap();
+        huge.await.unwrap().unwrap();
+        let committed = writer.flush().await.unwrap();
+        assert_eq!(committed.inserted, 1000);
+        assert_eq!(store.raw_count().await.unwrap(), 1000);
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

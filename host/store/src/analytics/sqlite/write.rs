@@ -10,7 +10,8 @@
 //! is the only one that writes (SQLite drops a connection's cache whenever
 //! another connection has written).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
+use foldhash::HashMapExt as _;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::mpsc;
