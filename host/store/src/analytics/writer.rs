@@ -73,6 +73,8 @@ impl WriterConfig {
         let mut config = WriterConfig::default();
         if let Some(rows) = var("OPM_BATCH_ROWS") {
             config.max_rows = rows as usize;
+            // Two batches: one being written, the next filling.
+            config.queue = config.max_rows.saturating_mul(2);
         }
         if let Some(ms) = var("OPM_BATCH_MS") {
             config.max_delay = Duration::from_millis(ms);
@@ -355,7 +357,6 @@ mod tests {
     use super::*;
     use crate::analytics::sqlite::SqliteAnalytics;
     use crate::analytics::{Dialect, InsertReport, Row};
-    use opm_model::{EventKind, Participant};
 
     /// The real SQLite store behind a gate: `insert` waits for a permit,
     /// as a store that has fallen behind would.
@@ -394,16 +395,7 @@ mod tests {
     }
 
     fn kills(ids: std::ops::RangeInclusive<u64>) -> Vec<Event> {
-        ids.map(|id| {
-            let mut e = Event::new(EventKind::PlayerKill);
-            e.server = "s1".into();
-            e.id = id;
-            e.time_ms = 1_780_000_000_000 + id as i64;
-            e.actor = Some(Participant::new("a"));
-            e.target = Some(Participant::new("b"));
-            e
-        })
-        .collect()
+        ids.map(crate::analytics::sqlite::tests::kill).collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,14 +247,15 @@ impl AnalyticsStore for SqliteAnalytics {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::{Duration, Instant};
 
     use opm_model::{EventKind, Participant};
 
     use super::*;
 
-    fn kill(id: u64) -> Event {
+    /// A kill on server `s1` with event id `id`.
+    pub(crate) fn kill(id: u64) -> Event {
         let mut e = Event::new(EventKind::PlayerKill);
         e.server = "s1".into();
         e.id = id;
