@@ -2,7 +2,8 @@
 //!
 //! Accepted batches are appended to segment files under
 //! `<data-dir>/journal` as records framed `[len u32][crc32 u32][payload]`
-//! (little endian, CRC over the payload). One writer thread owns the
+//! (little endian, CRC over the payload; the payload a MessagePack map,
+//! or JSON in segments written before 2026-12-05). One writer thread owns the
 //! active segment and group-commits: it drains every append waiting, writes
 //! them in one `write`, fsyncs once (`--durability fsync`), and only then
 //! assigns the batches to the pipeline and answers the callers. Event ids
@@ -201,14 +202,31 @@ fn read_checkpoint(dir: &Path) -> Result<u64, JournalError> {
 }
 
 /// Encodes one record, framed, onto `buf`.
+///
+/// The payload is MessagePack with named fields (self-describing, so the
+/// fields an event skips when empty decode as their defaults). It was
+/// JSON until 2026-12-05; JSON escaped every event's original object, a
+/// string full of quotes, and that escaping was most of the journal
+/// thread's time (docs/ingest.md §3).
 pub fn encode_record(record: &Record, buf: &mut Vec<u8>) {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; 8]);
-    serde_json::to_writer(&mut *buf, record).expect("events serialise");
+    rmp_serde::encode::write_named(&mut *buf, record).expect("events serialise");
     let payload_len = (buf.len() - start - 8) as u32;
     let crc = crc32fast::hash(&buf[start + 8..]);
     buf[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A record's payload: a MessagePack map, or a JSON object (`{`) in
+/// segments an older version wrote, which a MessagePack map never starts
+/// with (0x80-0x8f, 0xde, 0xdf).
+fn decode_payload(payload: &[u8]) -> Result<Record, String> {
+    if payload.first() == Some(&b'{') {
+        serde_json::from_slice(payload).map_err(|e| e.to_string())
+    } else {
+        rmp_serde::from_slice(payload).map_err(|e| e.to_string())
+    }
 }
 
 /// Decodes the records of a segment's bytes. Returns the records and the
@@ -228,7 +246,7 @@ pub fn decode_segment(bytes: &[u8]) -> (Vec<Record>, usize, Option<String>) {
         if crc32fast::hash(payload) != crc {
             return (records, pos, Some("checksum mismatch".into()));
         }
-        match serde_json::from_slice::<Record>(payload) {
+        match decode_payload(payload) {
             Ok(r) => records.push(r),
             Err(e) => return (records, pos, Some(format!("undecodable record: {e}"))),
         }
@@ -659,5 +677,48 @@ mod tests {
         let (ok, _, err) = decode_segment(&buf);
         assert_eq!(ok.len(), 1);
         assert_eq!(err.as_deref(), Some("checksum mismatch"));
+    }
+
+    /// Every field of an event, skipped-when-empty ones included, survives
+    /// the record encoding; and segments of the JSON era still replay.
+    #[test]
+    fn records_round_trip_and_json_records_still_decode() {
+        let body = br#"[{"type":"player_kill","timestamp":"12.5","attacker_name":"^1Rommel","attacker_guid":"unauth_3","attacker_team":"german","attacker_x":"-120.5","attacker_y":"33","attacker_z":"0","victim_name":"Say \"hi\"","victim_guid":"1234","victim_smf_id":"1234","victim_team":"american","weapon":"Kar98","damage":"60","hitloc":"head","mod":"bullet","custom":"kept"},{"type":"chat","player_name":"Doc","message":"gg"},{"type":"something_new","x":"1"}]"#;
+        let ctx = opm_model::wire::DecodeContext {
+            server_id: Str::from("srv"),
+            received_ms: 1_780_000_000_000,
+        };
+        let decoded = opm_model::wire::decode_body(body, &ctx).unwrap();
+        assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
+        let mut events: Vec<Event> = decoded.events;
+        for (i, e) in events.iter_mut().enumerate() {
+            e.id = event_id(7 + i as u64);
+            e.match_id = Str::from("sess-m1");
+            e.round = 2;
+        }
+        let record = Record {
+            first_seq: 7,
+            last_seq: 9,
+            server: Str::from("srv"),
+            events,
+            delivery: Some(Str::from("mqtt:0123")),
+        };
+        let as_json = |r: &Record| serde_json::to_value(r).unwrap();
+        let mut buf = Vec::new();
+        encode_record(&record, &mut buf);
+        assert_ne!(buf[8], b'{', "MessagePack, not JSON");
+        // The JSON framing of the versions before.
+        let json = serde_json::to_vec(&record).unwrap();
+        buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(&json).to_le_bytes());
+        buf.extend_from_slice(&json);
+        let (back, valid, err) = decode_segment(&buf);
+        assert_eq!((valid, err), (buf.len(), None));
+        assert_eq!(back.len(), 2);
+        for r in &back {
+            assert_eq!(as_json(r), as_json(&record));
+            assert_eq!(r.events[0].raw, record.events[0].raw);
+            assert!(r.events[0].raw.as_deref().unwrap().contains(r#"\"hi\""#));
+        }
     }
 }
