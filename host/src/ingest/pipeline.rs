@@ -170,7 +170,6 @@ pub struct Pipeline {
     /// Where tracker snapshots are written with each checkpoint.
     snapshot_path: Option<std::path::PathBuf>,
     progress: Arc<Progress>,
-    admission: Arc<Admission>,
     sinks: Arc<Vec<Arc<dyn EventSink>>>,
     plugins: Option<Arc<dyn PluginStage>>,
     stop: Arc<AtomicBool>,
@@ -248,7 +247,6 @@ impl Pipeline {
             controls,
             snapshot_path,
             progress,
-            admission,
             sinks,
             plugins,
             stop: Arc::new(AtomicBool::new(false)),
@@ -274,10 +272,6 @@ impl Pipeline {
 
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
-    }
-
-    pub fn admission(&self) -> &Arc<Admission> {
-        &self.admission
     }
 
     /// True when every store and the plugin stage can take work.

@@ -634,24 +634,23 @@ impl GameSim {
         hit.text("weapon", weapon);
         hit.text("hitloc", hitloc);
         self.push(hit, false);
-        let mut dmg = self.envelope("damage");
-        self.add_player(&mut dmg, Role::Attacker, i);
-        self.add_player(&mut dmg, Role::Victim, target);
-        dmg.text("weapon", weapon);
-        dmg.float("damage", damage);
-        dmg.text("mod", mod_name);
-        dmg.text("hitloc", hitloc);
+        // Damage and kill carry the same fields.
+        let wound = |sim: &Self, kind: &str| {
+            let mut e = sim.envelope(kind);
+            sim.add_player(&mut e, Role::Attacker, i);
+            sim.add_player(&mut e, Role::Victim, target);
+            e.text("weapon", weapon);
+            e.float("damage", damage);
+            e.text("mod", mod_name);
+            e.text("hitloc", hitloc);
+            e
+        };
+        let dmg = wound(self, "damage");
         self.push(dmg, false);
         self.players[target].health -= damage;
         if self.players[target].health <= 0.0 {
             self.players[target].alive = false;
-            let mut k = self.envelope("player_kill");
-            self.add_player(&mut k, Role::Attacker, i);
-            self.add_player(&mut k, Role::Victim, target);
-            k.text("weapon", weapon);
-            k.float("damage", damage);
-            k.text("hitloc", hitloc);
-            k.text("mod", mod_name);
+            let k = wound(self, "player_kill");
             // The script flushes immediately after every kill.
             self.push(k, true);
             self.round_kills += 1;

@@ -30,8 +30,9 @@ pub struct WriterConfig {
     /// Longest an event waits for its batch to fill.
     pub max_delay: Duration,
     /// Events the writer holds (queued, and in the batch being written)
-    /// before `send` waits; at least two batches (`2 * max_rows`). This bounds the memory behind the pipeline:
-    /// the ingest queue gives an event's slot back once the writer took it.
+    /// before `send` waits; at least two batches (`2 * max_rows`). This
+    /// bounds the memory behind the pipeline: the ingest queue gives an
+    /// event's slot back once the writer took it.
     pub queue: usize,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
