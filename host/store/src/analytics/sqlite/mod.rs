@@ -361,7 +361,7 @@ pub(crate) mod tests {
     async fn log_frames(store: &SqliteAnalytics) -> i64 {
         store
             .folder
-            .call(|conn| write::checkpoint(conn))
+            .call(write::checkpoint)
             .await
             .unwrap()
             .log
