@@ -85,6 +85,12 @@ pub struct IngestConfig {
     /// first; 0 leaves them at the server's priority (docs/operations.md).
     #[arg(long, env = "OPM_BACKGROUND_NICE", default_value_t = 10)]
     pub background_nice: i32,
+    /// Milliseconds between journal checkpoints. Each one flushes the
+    /// stores (ending the analytics batch being filled) unless the batch
+    /// is large and the last flush less than a second old (docs/ingest.md
+    /// §4). Longer: a longer journal replay after a crash.
+    #[arg(long, env = "OPM_CHECKPOINT_MS", default_value_t = 200)]
+    pub checkpoint_ms: u64,
 }
 
 impl IngestConfig {
@@ -100,6 +106,7 @@ impl IngestConfig {
             mqtt_topic: "openmohaa/events/+".into(),
             mqtt_client_id: "opm-stats-ingest".into(),
             background_nice: 0,
+            checkpoint_ms: 200,
         }
     }
 }
@@ -213,6 +220,7 @@ impl Ingest {
         if let Some(w) = config.workers {
             pconfig.workers = w.max(1);
         }
+        pconfig.checkpoint_interval = Duration::from_millis(config.checkpoint_ms.max(10));
         let interval = pconfig.checkpoint_interval;
         let snapshot_path = data_dir.join("journal").join("trackers.json");
         let restored = pipeline::load_snapshots(&snapshot_path)?;

@@ -43,6 +43,13 @@ pub trait EventSink: Send + Sync {
     fn name(&self) -> &str;
     fn write(&self, events: &[Event], outcomes: &[Outcome]) -> Result<(), SinkError>;
     fn flush(&self) -> Result<(), SinkError>;
+    /// False when a flush now would be costly and can wait for a later
+    /// checkpoint (see `AnalyticsSink`); the checkpoint then skips this
+    /// round. A sink must not say so for long: the journal keeps every
+    /// event until a checkpoint covers it.
+    fn flush_due(&self) -> bool {
+        true
+    }
     fn ready(&self) -> bool {
         true
     }
@@ -324,7 +331,11 @@ impl Pipeline {
                 opm_model::sched::enter_background();
                 while !me.stop.load(Ordering::Acquire) {
                     let start = std::time::Instant::now();
-                    if let Err(e) = me.checkpoint(&journal) {
+                    // A sink may ask for a later round (`flush_due`);
+                    // explicit checkpoints (drain, shutdown) always flush.
+                    if me.sinks.iter().all(|s| s.flush_due())
+                        && let Err(e) = me.checkpoint(&journal)
+                    {
                         tracing::warn!(error = %e, "checkpoint postponed");
                     }
                     let took = start.elapsed();
@@ -332,9 +343,8 @@ impl Pipeline {
                         .checkpoint_seconds
                         .observe(took.as_secs_f64());
                     // One checkpoint per interval, not one interval after
-                    // each: events hold queue room until a checkpoint
-                    // covers them, so a slow flush should not add a whole
-                    // interval on top.
+                    // each: a slow flush should not stretch the journal's
+                    // replay window by a whole interval on top.
                     std::thread::sleep(interval.saturating_sub(took));
                 }
             })

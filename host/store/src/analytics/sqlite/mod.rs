@@ -359,12 +359,7 @@ pub(crate) mod tests {
     /// Frames in the write-ahead log (the fold connection asks; a passive
     /// checkpoint of what is left).
     async fn log_frames(store: &SqliteAnalytics) -> i64 {
-        store
-            .folder
-            .call(write::checkpoint)
-            .await
-            .unwrap()
-            .log
+        store.folder.call(write::checkpoint).await.unwrap().log
     }
 
     /// The fold can never copy the frames the writer appends while it
