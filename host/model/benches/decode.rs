@@ -4,8 +4,6 @@
 //!
 //! Run: `cargo bench -p opm-model --bench decode -- --warm-up-time 1 --measurement-time 3`
 
-use std::sync::Arc;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opm_model::wire::{DecodeContext, decode_body};
 
@@ -54,7 +52,7 @@ fn body() -> String {
 fn decode(c: &mut Criterion) {
     let body = body();
     let ctx = DecodeContext {
-        server_id: Arc::from("srv-1"),
+        server_id: "srv-1".into(),
         received_ms: 1_700_000_000_000,
     };
     assert_eq!(decode_body(body.as_bytes(), &ctx).unwrap().events.len(), 20);

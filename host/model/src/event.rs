@@ -1,21 +1,20 @@
 //! The canonical event: what every stage after decoding works with.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
 use crate::EventKind;
 
-/// Shared immutable string. Events are cloned into several stages (stores,
-/// plugins, live state), so strings are reference counted, not copied.
-pub type Str = Arc<str>;
+/// Immutable string of an event. Events are cloned into several stages
+/// (stores, plugins, live state) on other threads. Most of their strings
+/// (guids, names, weapons, maps, types) fit in 23 bytes and are stored
+/// inline: no allocation, and a clone or drop on another thread touches
+/// no shared reference count. Longer ones (the original JSON) are
+/// reference counted.
+pub type Str = smol_str::SmolStr;
 
-/// The empty string, shared.
+/// The empty string.
 pub fn empty() -> Str {
-    thread_local! {
-        static EMPTY: Str = Arc::from("");
-    }
-    EMPTY.with(Clone::clone)
+    Str::default()
 }
 
 fn is_empty_str(s: &Str) -> bool {
@@ -238,7 +237,7 @@ impl Event {
     pub fn new(kind: EventKind) -> Event {
         Event {
             kind,
-            type_name: Arc::from(kind.as_str()),
+            type_name: Str::from(kind.as_str()),
             ..Event::default()
         }
     }

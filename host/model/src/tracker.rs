@@ -28,7 +28,6 @@
 //! journal checkpoint and a restart continues exactly where it stopped.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -166,7 +165,7 @@ impl Tracker {
         let mut life = Lifecycle::default();
         if ev.session.is_empty() {
             ev.session = if self.session.is_empty() {
-                Arc::from(format!("{}-session", ev.server).as_str())
+                Str::from(format!("{}-session", ev.server).as_str())
             } else {
                 self.session.clone()
             };
@@ -219,7 +218,7 @@ impl Tracker {
             };
             self.close_match(ev, reason, true, &mut life.before);
             self.match_seq += 1;
-            self.match_id = Some(Arc::from(
+            self.match_id = Some(Str::from(
                 format!("{}-m{}", self.session, self.match_seq).as_str(),
             ));
             self.round = 0;
@@ -441,7 +440,7 @@ impl Tracker {
             }
             if !m.first_blood {
                 m.first_blood = true;
-                ev.extra.push((Arc::from("first_blood"), Arc::from("true")));
+                ev.extra.push((Str::from("first_blood"), Str::from("true")));
             }
         }
     }
@@ -461,8 +460,8 @@ impl Tracker {
         e.map = m.map.clone();
         e.game_mode = m.game_mode.clone();
         e.time_ms = time_ms;
-        e.extra.push((Arc::from("synthetic"), Arc::from("true")));
-        e.extra.push((Arc::from("reason"), Arc::from(reason)));
+        e.extra.push((Str::from("synthetic"), Str::from("true")));
+        e.extra.push((Str::from("reason"), Str::from(reason)));
         e
     }
 
@@ -509,7 +508,7 @@ impl Tracker {
         if before {
             let mut end = self.synthetic(EventKind::MatchEnd, trigger, time, reason);
             end.extra
-                .push((Arc::from("winning_team"), Arc::from(winner_name)));
+                .push((Str::from("winning_team"), Str::from(winner_name)));
             out.push(end);
         }
         // Free-for-all players (no team) are ranked by frags instead.
@@ -543,11 +542,11 @@ impl Tracker {
             actor.name = p.name.clone();
             actor.team = p.team;
             e.actor = Some(actor);
-            e.extra.push((Arc::from("outcome"), Arc::from(outcome)));
+            e.extra.push((Str::from("outcome"), Str::from(outcome)));
             e.extra
-                .push((Arc::from("winning_team"), Arc::from(winner_name)));
+                .push((Str::from("winning_team"), Str::from(winner_name)));
             e.extra
-                .push((Arc::from("kills"), Arc::from(p.kills.to_string().as_str())));
+                .push((Str::from("kills"), Str::from(p.kills.to_string().as_str())));
             out.push(e);
         }
         self.current.open = false;
@@ -598,8 +597,8 @@ mod tests {
 
     fn ev(kind: EventKind, actor: Option<&str>, target: Option<&str>, t: i64) -> Event {
         let mut e = Event::new(kind);
-        e.server = Arc::from("s");
-        e.session = Arc::from("sess_1");
+        e.server = Str::from("s");
+        e.session = Str::from("sess_1");
         e.time_ms = 1_000_000;
         e.game_time_ms = Some(t);
         e.actor = actor.map(Participant::new);
@@ -633,9 +632,9 @@ mod tests {
     fn matches_split_on_map_change_and_idle_gap() {
         let mut t = Tracker::new();
         let mut a = ev(EventKind::Jump, Some("a"), None, 0);
-        a.map = Arc::from("dm/mohdm1");
+        a.map = Str::from("dm/mohdm1");
         let mut b = ev(EventKind::Jump, Some("a"), None, 1000);
-        b.map = Arc::from("dm/mohdm2");
+        b.map = Str::from("dm/mohdm2");
         let mut c = ev(
             EventKind::Jump,
             Some("a"),
@@ -693,7 +692,7 @@ mod tests {
         let mut end = ev(EventKind::MatchEnd, None, None, 5000);
         end.id = 6 << 10;
         end.extra
-            .push((Arc::from("winning_team"), Arc::from("american")));
+            .push((Str::from("winning_team"), Str::from("american")));
         let out = run(
             &mut t,
             vec![

@@ -7,7 +7,6 @@
 //! never costs the good ones beside it.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use serde::Deserialize as _;
 use serde_json::{Map, Value};
@@ -348,7 +347,7 @@ pub fn normalise(item: RawItem<'_>, ctx: &DecodeContext) -> Result<Event, EventE
     let kind = EventKind::from_wire(&type_name);
 
     let mut ev = Event::new(kind);
-    ev.type_name = Arc::from(&*type_name);
+    ev.type_name = Str::from(&*type_name);
     ev.server = ctx.server_id.clone();
     fields.take_str(&["server_id"]);
     for secret in SECRET_FIELDS {
@@ -417,7 +416,7 @@ pub fn normalise(item: RawItem<'_>, ctx: &DecodeContext) -> Result<Event, EventE
     ev.map = fields.take_sym(&["map_name", "map", "current_map", "mapname"]);
 
     ev.extra = fields.into_extra();
-    ev.raw = Some(Arc::from(item.text));
+    ev.raw = Some(Str::from(item.text));
     Ok(ev)
 }
 
@@ -517,7 +516,7 @@ fn normalise_mod(s: Option<Text<'_>>) -> Str {
     if name.is_empty() {
         empty()
     } else {
-        Arc::from(name)
+        Str::from(name)
     }
 }
 
@@ -527,9 +526,9 @@ fn normalise_hitloc(s: Option<Text<'_>>) -> Str {
     if lower.is_empty() {
         empty()
     } else if lower.contains(' ') {
-        Arc::from(lower.replace(' ', "_").as_str())
+        Str::from(lower.replace(' ', "_").as_str())
     } else {
-        Arc::from(&*lower)
+        Str::from(&*lower)
     }
 }
 
@@ -583,8 +582,8 @@ fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Particip
         ),
     };
     let guid: Str = match (guid.filter(|g| !g.trim().is_empty()), smf_id) {
-        (Some(g), _) => Arc::from(g.trim()),
-        (None, Some(id)) => Arc::from(id.to_string().as_str()),
+        (Some(g), _) => Str::from(g.trim()),
+        (None, Some(id)) => Str::from(id.to_string().as_str()),
         (None, None) => {
             // No identity: leave the rest of the block as extra fields.
             return Ok(None);
@@ -593,7 +592,7 @@ fn take_participant_with(fields: &mut Fields, p: &str) -> Result<Option<Particip
     let mut part = Participant::new(guid);
     part.smf_id = smf_id;
     if let Some(name) = fields.take_key(key("name")) {
-        part.name = Arc::from(&*strip_colour_codes(&name));
+        part.name = Str::from(&*strip_colour_codes(&name));
     }
     if let Some(team) = fields.take_key(key("team")) {
         part.team = Team::parse(&team);
@@ -690,7 +689,7 @@ impl<'a> Fields<'a> {
 
     fn take_sym(&mut self, keys: &[&str]) -> Str {
         match self.take_str(keys) {
-            Some(s) if !s.trim().is_empty() => Arc::from(s.trim()),
+            Some(s) if !s.trim().is_empty() => Str::from(s.trim()),
             _ => empty(),
         }
     }
@@ -739,7 +738,7 @@ impl<'a> Fields<'a> {
     fn into_extra(self) -> Vec<(Str, Str)> {
         self.entries
             .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (Arc::from(&*k), Arc::from(&*v))))
+            .filter_map(|(k, v)| v.map(|v| (Str::from(&*k), Str::from(&*v))))
             .collect()
     }
 }
@@ -784,7 +783,7 @@ mod tests {
 
     fn ctx() -> DecodeContext {
         DecodeContext {
-            server_id: Arc::from("srv-1"),
+            server_id: Str::from("srv-1"),
             received_ms: 1_700_000_000_000,
         }
     }

@@ -75,11 +75,11 @@ mod tests {
     #[test]
     fn the_wit_batch_carries_the_abi_lowering() {
         let mut a = Event::new(EventKind::PlayerKill);
-        a.weapon = Arc::from("kar98");
+        a.weapon = Str::from("kar98");
         a.actor = Some(Participant::new("g1"));
         a.target = Some(Participant::new("g2"));
         let mut b = a.clone();
-        b.extra = vec![(Arc::from("k"), Arc::from("v"))];
+        b.extra = vec![(Str::from("k"), Str::from("v"))];
         let l = lower([&a, &b]);
         let ev = PackedEvent::at(&l.batch.events, 1).unwrap();
         assert_eq!(ev.kind(), EventKind::PlayerKill as u8);
@@ -88,6 +88,6 @@ mod tests {
         assert_eq!(l.batch.players[1].guid, 2);
         assert_eq!(l.batch.extras.len(), 1);
         assert_eq!(l.batch.extras[0].event, 1);
-        assert_eq!(l.guids, vec![Arc::<str>::from("g1"), Arc::from("g2")]);
+        assert_eq!(l.guids, vec![Str::from("g1"), Str::from("g2")]);
     }
 }

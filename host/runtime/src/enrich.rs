@@ -92,7 +92,7 @@ impl Inner {
         let pre = EnricherPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let logs = Arc::new(Mutex::new(VecDeque::new()));
         let (_, _, info) =
-            self.new_enricher(&pre, &config, Arc::from("?"), Arc::from("?"), logs.clone())?;
+            self.new_enricher(&pre, &config, Str::from("?"), Str::from("?"), logs.clone())?;
         if info.id.trim().is_empty() || info.version.trim().is_empty() || info.kinds.is_empty() {
             return Err(LoadError::Metadata(
                 "an enricher needs an id, a version and event kinds".into(),
@@ -102,10 +102,10 @@ impl Inner {
         for k in &info.kinds {
             kinds[kind_from_wit(*k) as usize] = true;
         }
-        let id: Str = Arc::from(info.id.as_str());
+        let id: Str = Str::from(info.id.as_str());
         let entry = Arc::new(EnricherEntry {
             id: id.clone(),
-            version: Arc::from(info.version.as_str()),
+            version: Str::from(info.version.as_str()),
             path: path.to_path_buf(),
             sha256: sha,
             kinds,

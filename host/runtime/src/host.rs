@@ -571,7 +571,7 @@ impl Inner {
         }
         let pre = AchievementPackPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let ring = Arc::new(Mutex::new(VecDeque::new()));
-        let (_, info) = self.instantiate(&pre, &config, Arc::from("?"), Arc::from("?"), ring)?;
+        let (_, info) = self.instantiate(&pre, &config, Str::from("?"), Str::from("?"), ring)?;
         let mut admin = self.admin.lock();
         let packs = self.packs.load_full();
         let others: HashMap<Str, Str> = packs
@@ -585,7 +585,7 @@ impl Inner {
             })
             .collect();
         pack::validate(&info, &others)?;
-        let id: Str = Arc::from(info.id.as_str());
+        let id: Str = Str::from(info.id.as_str());
         if let Some(e) = packs.iter().find(|e| e.id == id) {
             let other = e.current.load().path.clone();
             if other != path {
@@ -597,7 +597,7 @@ impl Inner {
         }
         let version = Arc::new(PackVersion {
             id: id.clone(),
-            version: Arc::from(info.version.as_str()),
+            version: Str::from(info.version.as_str()),
             path: path.to_path_buf(),
             sha256: sha,
             codes: pack::codes(&info),

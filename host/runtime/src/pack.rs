@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use opm_model::Str;
 use parking_lot::Mutex;
@@ -110,7 +109,7 @@ pub(crate) fn validate(info: &PackInfo, others: &HashMap<Str, Str>) -> Result<()
 pub(crate) fn codes(info: &PackInfo) -> FxSet<Str> {
     info.achievements
         .iter()
-        .map(|a| Arc::from(a.code.as_str()))
+        .map(|a| Str::from(a.code.as_str()))
         .collect()
 }
 
@@ -162,13 +161,13 @@ mod tests {
         let mut i = info();
         i.id = String::new();
         assert!(validate(&i, &none).is_err());
-        let taken: HashMap<Str, Str> = [(Arc::from("a"), Arc::from("other"))].into();
+        let taken: HashMap<Str, Str> = [(Str::from("a"), Str::from("other"))].into();
         assert!(matches!(
             validate(&info(), &taken),
             Err(LoadError::DuplicateCode { .. })
         ));
         // The same pack's previous version may hold the code.
-        let own: HashMap<Str, Str> = [(Arc::from("a"), Arc::from("p"))].into();
+        let own: HashMap<Str, Str> = [(Str::from("a"), Str::from("p"))].into();
         assert!(validate(&info(), &own).is_ok());
     }
 }

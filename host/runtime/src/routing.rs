@@ -76,7 +76,7 @@ impl Router {
 mod tests {
     use super::*;
     use crate::bindings::wit::EventKind as W;
-    use std::sync::Arc;
+    use opm_model::Str;
 
     fn sub(kinds: Vec<W>, weapons: &[&str], maps: &[&str]) -> Subscription {
         Subscription {
@@ -88,8 +88,8 @@ mod tests {
 
     fn ev(kind: EventKind, weapon: &str, map: &str) -> Event {
         let mut e = Event::new(kind);
-        e.weapon = Arc::from(weapon);
-        e.map = Arc::from(map);
+        e.weapon = Str::from(weapon);
+        e.map = Str::from(map);
         e
     }
 

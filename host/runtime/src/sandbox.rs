@@ -411,7 +411,7 @@ pub(crate) struct CallCtx {
     /// Formatted round and life instances by (match or session string,
     /// number, scope): the events Arc keeps the strings, so their addresses
     /// identify them for the call.
-    pub formatted: FxMap<(usize, u32, u8), u32>,
+    pub formatted: FxMap<(Str, u32, u8), u32>,
     /// Transaction player id per batch player index (`u32::MAX` = not yet).
     pub players: Vec<u32>,
     /// Transaction key id per instance key id (`u32::MAX` = not yet).
@@ -424,7 +424,7 @@ pub(crate) struct CallCtx {
 pub(crate) struct Spare {
     index: Vec<usize>,
     instances: FxMap<(u32, u32), u32>,
-    formatted: FxMap<(usize, u32, u8), u32>,
+    formatted: FxMap<(Str, u32, u8), u32>,
     players: Vec<u32>,
     key_ids: Vec<u32>,
 }
@@ -527,17 +527,17 @@ impl CallCtx {
             state::Scope::Life => Scope::Life,
         };
         let ev = &self.events[full];
-        // Instances that do not depend on the player are keyed by the
-        // address of their string (the events Arc keeps it alive for the
-        // call): a pointer hash instead of a string hash, once per string.
+        // Instances that do not depend on the player are looked up by
+        // their string once per call (session and match ids are short,
+        // mostly inline strings: a copy and a short hash).
         let shared = match scope {
-            Scope::Lifetime => Some(0),
-            Scope::Session => Some(Arc::as_ptr(&ev.session) as *const u8 as usize),
-            Scope::Match => Some(Arc::as_ptr(&ev.match_id) as *const u8 as usize),
+            Scope::Lifetime => Some(opm_model::event::empty()),
+            Scope::Session => Some(ev.session.clone()),
+            Scope::Match => Some(ev.match_id.clone()),
             Scope::Round | Scope::Life => None,
         };
-        if let Some(ptr) = shared {
-            let k = (ptr, 0, 2 + scope as u8);
+        if let Some(text) = shared {
+            let k = (text, 0, 2 + scope as u8);
             let inst = match self.formatted.get(&k) {
                 Some(&i) => i,
                 None => {
@@ -574,7 +574,7 @@ impl CallCtx {
                     Scope::Session => self.txn.insts.id(&ev.session),
                     Scope::Match => self.txn.insts.id(&ev.match_id),
                     Scope::Round => {
-                        let k = (Arc::as_ptr(&ev.match_id) as *const u8 as usize, ev.round, 0);
+                        let k = (ev.match_id.clone(), ev.round, 0);
                         match self.formatted.get(&k) {
                             Some(&i) => i,
                             None => {
@@ -586,7 +586,7 @@ impl CallCtx {
                     }
                     Scope::Life => {
                         let life = st::life_at(&self.events, full, guid, &self.book.lock());
-                        let k = (Arc::as_ptr(&ev.session) as *const u8 as usize, life, 1);
+                        let k = (ev.session.clone(), life, 1);
                         match self.formatted.get(&k) {
                             Some(&i) => i,
                             None => {

@@ -17,8 +17,8 @@ mod golden;
 mod store;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use opm_model::Str;
 use opm_model::tracker::{SYNTHETIC_ID_BITS, Tracker};
 use opm_model::wire::{DecodeContext, decode_body};
 use thiserror::Error;
@@ -77,7 +77,7 @@ pub enum HarnessError {
 /// one `match_outcome` per player) take their ids around it.
 pub fn prepare(jsonl: &str) -> Result<Vec<opm_model::Event>, HarnessError> {
     let ctx = DecodeContext {
-        server_id: Arc::from(SERVER_ID),
+        server_id: Str::from(SERVER_ID),
         received_ms: RECEIVED_MS,
     };
     let mut tracker = Tracker::new();

@@ -53,12 +53,12 @@ impl Feed {
             let t = (a + 1 + (self.rng >> 8) as usize % 15) % 16;
             let mut ev = Event::new(EventKind::PlayerKill);
             ev.id = self.seq << SYNTHETIC_ID_BITS;
-            ev.server = Arc::from("srv");
-            ev.session = Arc::from("sess");
+            ev.server = Str::from("srv");
+            ev.session = Str::from("sess");
             ev.time_ms = 1_700_000_000_000 + self.seq as i64 * 500;
-            ev.map = Arc::from("dm/mohdm1");
-            ev.weapon = Arc::from("kar98");
-            ev.hit_location = Arc::from(if self.seq.is_multiple_of(4) {
+            ev.map = Str::from("dm/mohdm1");
+            ev.weapon = Str::from("kar98");
+            ev.hit_location = Str::from(if self.seq.is_multiple_of(4) {
                 "head"
             } else {
                 "torso"

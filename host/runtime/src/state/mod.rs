@@ -1076,7 +1076,6 @@ fn ended_list(events: &[EventInfo]) -> Vec<Ended> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     const LIM: TxnLimits = TxnLimits {
         blob_bytes: 16,
@@ -1088,14 +1087,14 @@ mod tests {
     fn s(scope: Scope, inst: &str, player: &str, key: &str) -> Slot {
         Slot {
             scope,
-            inst: Arc::from(inst),
-            player: Arc::from(player),
-            key: Arc::from(key),
+            inst: Str::from(inst),
+            player: Str::from(player),
+            key: Str::from(key),
         }
     }
 
     fn pack() -> Str {
-        Arc::from("p")
+        Str::from("p")
     }
 
     #[test]
@@ -1230,8 +1229,8 @@ mod tests {
             &c,
             &pack(),
             &EndedSet::new(vec![
-                Ended::Life(Arc::from("a"), Arc::from("sess"), 1),
-                Ended::RoundsBefore(Arc::from("m1"), 2),
+                Ended::Life(Str::from("a"), Str::from("sess"), 1),
+                Ended::RoundsBefore(Str::from("m1"), 2),
             ]),
         );
         assert_eq!(w.writes.len(), 2);
@@ -1241,22 +1240,22 @@ mod tests {
         let w = Txn::default().resolve(
             &c,
             &pack(),
-            &EndedSet::new(vec![Ended::Match(Arc::from("m1"))]),
+            &EndedSet::new(vec![Ended::Match(Str::from("m1"))]),
         );
         assert_eq!(w.writes.len(), 1);
         apply(&mut c, w);
-        assert_eq!(c.snapshot(&pack())[0].0.instance.as_ref(), "m10#1");
-        assert_eq!(c.keys_of(&Arc::from("a")), 1);
+        assert_eq!(c.snapshot(&pack())[0].0.instance.as_str(), "m10#1");
+        assert_eq!(c.keys_of(&Str::from("a")), 1);
     }
 
     fn info(kind: EventKind, actor: Option<(&str, u32)>, target: Option<(&str, u32)>) -> EventInfo {
         EventInfo {
             kind,
-            session: Arc::from("S"),
-            match_id: Arc::from("M"),
+            session: Str::from("S"),
+            match_id: Str::from("M"),
             round: 2,
-            actor: actor.map(|(g, l)| (Arc::from(g), l)),
-            target: target.map(|(g, l)| (Arc::from(g), l)),
+            actor: actor.map(|(g, l)| (Str::from(g), l)),
+            target: target.map(|(g, l)| (Str::from(g), l)),
             formatted: Default::default(),
         }
     }
@@ -1268,8 +1267,8 @@ mod tests {
             info(EventKind::PlayerKill, Some(("a", 3)), Some(("b", 7))),
             info(EventKind::Chat, Some(("c", 1)), None),
         ];
-        let a: Str = Arc::from("a");
-        let b: Str = Arc::from("b");
+        let a: Str = Str::from("a");
+        let b: Str = Str::from("b");
         assert_eq!(&*instance(Scope::Lifetime, &evs, 0, &a, &book), "");
         assert_eq!(&*instance(Scope::Session, &evs, 0, &a, &book), "S");
         assert_eq!(&*instance(Scope::Match, &evs, 0, &a, &book), "M");
@@ -1285,7 +1284,7 @@ mod tests {
         assert_eq!(&*instance(Scope::Life, &evs[1..], 0, &a, &book), "S#3");
         assert_eq!(&*instance(Scope::Life, &evs[1..], 0, &b, &book), "S#8");
         assert_eq!(
-            &*instance(Scope::Life, &evs[1..], 0, &Arc::from("new"), &book),
+            &*instance(Scope::Life, &evs[1..], 0, &Str::from("new"), &book),
             "S#1"
         );
     }
@@ -1293,7 +1292,7 @@ mod tests {
     #[test]
     fn lifecycle_ends() {
         let mut end = info(EventKind::MatchEnd, None, None);
-        end.match_id = Arc::from("M");
+        end.match_id = Str::from("M");
         let ended = ended_list(&[
             info(EventKind::PlayerKill, Some(("a", 3)), Some(("b", 7))),
             info(EventKind::PlayerSuicide, Some(("c", 2)), None),
@@ -1304,11 +1303,11 @@ mod tests {
         assert_eq!(
             ended,
             vec![
-                Ended::Life(Arc::from("b"), Arc::from("S"), 7),
-                Ended::Life(Arc::from("c"), Arc::from("S"), 2),
-                Ended::RoundsBefore(Arc::from("M"), 2),
-                Ended::Life(Arc::from("a"), Arc::from("S"), 3),
-                Ended::Match(Arc::from("M")),
+                Ended::Life(Str::from("b"), Str::from("S"), 7),
+                Ended::Life(Str::from("c"), Str::from("S"), 2),
+                Ended::RoundsBefore(Str::from("M"), 2),
+                Ended::Life(Str::from("a"), Str::from("S"), 3),
+                Ended::Match(Str::from("M")),
             ]
         );
     }

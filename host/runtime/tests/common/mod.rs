@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use opm_model::plugin::{MemoryStateStore, Outcome, OutcomeKind};
 use opm_model::tracker::{SYNTHETIC_ID_BITS, Tracker};
-use opm_model::{Event, EventKind, Participant};
+use opm_model::{Event, EventKind, Participant, Str};
 use opm_plugin_runtime::{PluginHost, RuntimeConfig, guest};
 
 pub fn root() -> PathBuf {
@@ -59,7 +59,7 @@ pub fn stream(servers: usize, per_server: usize, seed: u64) -> Vec<Event> {
         let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(s as u64 + 1));
         let mut tracker = Tracker::new();
         let mut out = Vec::new();
-        let server: Arc<str> = Arc::from(format!("srv{s}"));
+        let server: Str = Str::from(format!("srv{s}"));
         let players: Vec<String> = (0..8).map(|p| format!("s{s}-p{p}")).collect();
         for seq in 0..per_server as u64 {
             let roll = rng.below(100);
@@ -81,10 +81,10 @@ pub fn stream(servers: usize, per_server: usize, seed: u64) -> Vec<Event> {
             let mut ev = Event::new(kind);
             ev.id = (seq + 1) << SYNTHETIC_ID_BITS;
             ev.server = server.clone();
-            ev.session = Arc::from(format!("srv{s}-sess"));
+            ev.session = Str::from(format!("srv{s}-sess"));
             ev.time_ms = 1_700_000_000_000 + seq as i64 * 1000;
-            ev.map = Arc::from("dm/mohdm1");
-            ev.weapon = Arc::from(["kar98", "thompson", "mp40"][rng.below(3) as usize]);
+            ev.map = Str::from("dm/mohdm1");
+            ev.weapon = Str::from(["kar98", "thompson", "mp40"][rng.below(3) as usize]);
             let a = rng.below(8) as usize;
             match kind {
                 EventKind::PlayerKill => {

@@ -277,7 +277,7 @@ pub fn recount(events: &[Event], days: Option<(&str, &str)>) -> Recount {
         if let Some(p) = e.actor.as_ref() {
             touch(&mut r, p);
         }
-        if let Some(p) = e.target.as_ref().filter(|p| p.guid.to_string() != a) {
+        if let Some(p) = e.target.as_ref().filter(|p| p.guid != a) {
             touch(&mut r, p);
         }
         match e.kind {
