@@ -161,9 +161,12 @@ impl Default for PipelineConfig {
             workers: std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
                 .clamp(1, 8),
-            max_batch: 2_000,
-            linger: Duration::from_millis(5),
-            linger_below: 500,
+            // Under run B, 4 000 / 10 ms / 2 000 against 2 000 / 5 ms / 500
+            // cut the workers' CPU per event by 15 % and the plugin-state
+            // commits' by 30 % (docs/ingest.md §9).
+            max_batch: 4_000,
+            linger: Duration::from_millis(10),
+            linger_below: 2_000,
             checkpoint_interval: Duration::from_millis(200),
         }
     }
