@@ -40,8 +40,6 @@ pub(crate) fn block<T>(handle: &Handle, f: impl std::future::Future<Output = T>)
 /// high-water mark, so replays are idempotent.
 pub struct AnalyticsSink {
     writer: BatchWriter,
-    /// The writer's batch size: below a quarter of it, a flush is cheap.
-    batch_rows: usize,
     /// When the last flush ended.
     flushed: parking_lot::Mutex<std::time::Instant>,
     handle: Handle,
@@ -54,10 +52,9 @@ pub struct AnalyticsSink {
 const MAX_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AnalyticsSink {
-    pub fn new(writer: BatchWriter, batch_rows: usize, handle: Handle) -> AnalyticsSink {
+    pub fn new(writer: BatchWriter, handle: Handle) -> AnalyticsSink {
         AnalyticsSink {
             writer,
-            batch_rows,
             flushed: parking_lot::Mutex::new(std::time::Instant::now()),
             handle,
             healthy: std::sync::atomic::AtomicBool::new(true),
@@ -93,7 +90,8 @@ impl EventSink for AnalyticsSink {
     /// or more, it fills and commits batches on its own, and the
     /// checkpoint waits for a cheap moment, for at most a second.
     fn flush_due(&self) -> bool {
-        self.writer.held() < self.batch_rows / 4
+        // Below a quarter of a batch, a flush is cheap.
+        self.writer.held() < self.writer.batch_rows() / 4
             || self.flushed.lock().elapsed() >= MAX_FLUSH_INTERVAL
     }
 
@@ -265,11 +263,9 @@ pub async fn open(
     let directory: Arc<dyn ServerDirectory> =
         Arc::new(RelationalDirectory::load(stores.relational.clone()).await?);
     // OPM_BATCH_ROWS / OPM_BATCH_MS: ClickHouse wants bigger batches.
-    let writer_config = opm_store::analytics::writer::WriterConfig::from_env();
-    let batch_rows = writer_config.max_rows;
-    let writer = stores.batch_writer(writer_config);
+    let writer = stores.batch_writer(opm_store::analytics::writer::WriterConfig::from_env());
     let sinks: Vec<Arc<dyn EventSink>> = vec![
-        Arc::new(AnalyticsSink::new(writer, batch_rows, Handle::current())),
+        Arc::new(AnalyticsSink::new(writer, Handle::current())),
         Arc::new(crate::ingest::live::LiveSink::new(
             stores.live.clone(),
             Handle::current(),
@@ -341,7 +337,7 @@ mod tests {
             ..WriterConfig::default()
         };
         let writer = BatchWriter::spawn(Arc::new(store), config);
-        let sink = Arc::new(AnalyticsSink::new(writer, 100, Handle::current()));
+        let sink = Arc::new(AnalyticsSink::new(writer, Handle::current()));
         let s = sink.clone();
         tokio::task::spawn_blocking(move || {
             s.write(&events(1..=10), &[]).unwrap();

@@ -117,6 +117,7 @@ pub struct BatchWriter {
     /// One permit per event the writer may still take in.
     room: Arc<Semaphore>,
     capacity: u32,
+    max_rows: usize,
     committed: watch::Receiver<Committed>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -133,11 +134,13 @@ impl BatchWriter {
         let room = config.queue.max(config.max_rows.saturating_mul(2));
         let capacity = room.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32;
         let room = Arc::new(Semaphore::new(capacity as usize));
+        let max_rows = config.max_rows;
         let task = tokio::spawn(run(store, config, rx, ctx, room.clone()));
         BatchWriter {
             tx,
             room,
             capacity,
+            max_rows,
             committed,
             task,
         }
@@ -170,6 +173,11 @@ impl BatchWriter {
     /// batch being filled or written).
     pub fn held(&self) -> usize {
         (self.capacity as usize).saturating_sub(self.room.available_permits())
+    }
+
+    /// Rows per batch (`WriterConfig::max_rows`).
+    pub fn batch_rows(&self) -> usize {
+        self.max_rows
     }
 
     /// Watches the committed state; it changes after every stored batch.
