@@ -101,6 +101,16 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// with their rollups. Events of one server must arrive in id order
     /// across calls (the host assigns increasing ids per server).
     async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError>;
+    /// `insert`, for a batch the caller shares: a store that hands the
+    /// events to a thread of its own (SQLite's writer) keeps a reference
+    /// instead of copying every event. The store drops its reference
+    /// before it returns.
+    async fn insert_shared(
+        &self,
+        events: std::sync::Arc<Vec<Event>>,
+    ) -> Result<InsertReport, StoreError> {
+        self.insert(&events).await
+    }
     /// Makes everything inserted so far durable against power loss too,
     /// and lets the store fold its write-ahead log (SQLite: a passive WAL
     /// checkpoint, which also keeps the log from growing). Inserts are

@@ -255,8 +255,13 @@ async fn run(
             }
         }
         while !buf.is_empty() {
-            let n = buf.len().min(config.max_rows);
-            let batch: Vec<Event> = buf.drain(..n).collect();
+            // Events are a few hundred bytes each: hand the buffer over
+            // whole when it fits one batch instead of copying it.
+            let batch = if buf.len() <= config.max_rows {
+                std::mem::replace(&mut buf, Vec::with_capacity(config.max_rows))
+            } else {
+                buf.drain(..config.max_rows).collect()
+            };
             write_batch(&*store, &config, batch, &mut state, &out).await;
             out.send_replace(state.clone());
         }
@@ -289,12 +294,16 @@ async fn write_batch(
     out: &watch::Sender<Committed>,
 ) {
     let mut pending = vec![batch];
-    while let Some(batch) = pending.pop() {
+    while let Some(mut batch) = pending.pop() {
         let mut backoff = Backoff::new(config);
         let mut rejected = 0;
         loop {
             let started = std::time::Instant::now();
-            match store.insert(&batch).await {
+            let shared = Arc::new(batch);
+            let result = store.insert_shared(shared.clone()).await;
+            // The store let go of the batch before returning: no copy.
+            batch = Arc::try_unwrap(shared).unwrap_or_else(|still| (*still).clone());
+            match result {
                 Ok(report) => {
                     tracing::debug!(
                         rows = report.inserted,
@@ -395,6 +404,10 @@ mod tests {
         async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError> {
             self.gate.acquire().await.unwrap().forget();
             self.inner.insert(events).await
+        }
+        async fn insert_shared(&self, events: Arc<Vec<Event>>) -> Result<InsertReport, StoreError> {
+            self.gate.acquire().await.unwrap().forget();
+            self.inner.insert_shared(events).await
         }
         async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
             self.inner.high_water_marks().await

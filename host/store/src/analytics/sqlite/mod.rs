@@ -206,9 +206,11 @@ impl AnalyticsStore for SqliteAnalytics {
     }
 
     async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError> {
-        // The writer thread needs the events for as long as it runs; a
-        // clone shares every string (reference counts) and copies the rest.
-        let events = events.to_vec();
+        // The writer thread needs the events for as long as it runs.
+        self.insert_shared(Arc::new(events.to_vec())).await
+    }
+
+    async fn insert_shared(&self, events: Arc<Vec<Event>>) -> Result<InsertReport, StoreError> {
         let (pending, folding) = (self.catch_up.clone(), self.folding.clone());
         let report = self
             .writer
@@ -412,5 +414,21 @@ pub(crate) mod tests {
         assert_eq!(store.unsynced.load(Ordering::Relaxed), 0);
         assert_eq!(store.unfolded.load(Ordering::Relaxed), 2);
         assert!(!store.folding.load(Ordering::Acquire));
+    }
+
+    /// The batch writer takes its batch back without copying it only if
+    /// the store let go of it when `insert_shared` returned.
+    #[tokio::test]
+    async fn a_shared_batch_is_released_when_the_insert_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteAnalytics::open(&dir.path().join("s.db"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let batch = Arc::new(vec![kill(1), kill(2), kill(3)]);
+        let report = store.insert_shared(batch.clone()).await.unwrap();
+        assert_eq!(report.inserted, 3);
+        assert_eq!(Arc::strong_count(&batch), 1);
+        assert_eq!(store.raw_count().await.unwrap(), 3);
     }
 }
