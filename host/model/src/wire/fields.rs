@@ -197,11 +197,8 @@ impl<'a> Fields<'a> {
 
     /// What was not taken, by name: the event's extra fields.
     pub(super) fn into_extra(self) -> Vec<(Str, Str)> {
-        let mut left: Vec<Entry<'a>> = self
-            .entries
-            .into_iter()
-            .filter(|e| e.value.is_some())
-            .collect();
+        let mut left = self.entries;
+        left.retain(|e| e.value.is_some());
         if left.len() > 1 {
             sort_by_name(&mut left);
         }

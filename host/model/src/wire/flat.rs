@@ -6,11 +6,10 @@
 //! `attacker_guid`, which upstream silently lost.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use serde::Deserialize as _;
 use serde_json::{Map, Value};
-
-use std::collections::HashSet;
 
 use super::fields::{Entry, NO_SLOT, Role, SLOTS, Slot, Text, slot_bit, slot_of};
 
@@ -117,12 +116,21 @@ impl<'a> Flattener<'a> {
 
     /// Adds a top-level text field (URL-encoded lines have nothing else).
     pub(super) fn push_text(&mut self, key: Text<'a>, value: Text<'a>) {
-        let slot = slot_of(&key);
-        self.push(key, slot, None, FlatValue::Text(Some(value)));
+        let (slot, role) = classify(&key);
+        self.push(key, slot, role, FlatValue::Text(Some(value)));
     }
 
     pub(super) fn finish(self) -> Vec<Entry<'a>> {
         self.entries
+    }
+}
+
+/// A top-level name's slot, or else whether it is a participant prefix
+/// (whose object value is a block).
+fn classify(key: &str) -> (Slot, Option<Role>) {
+    match slot_of(key) {
+        NO_SLOT => (NO_SLOT, Role::of_block(key)),
+        slot => (slot, None),
     }
 }
 
@@ -146,12 +154,7 @@ impl<'de> serde::Deserialize<'de> for FlatObject<'de> {
             ) -> Result<FlatObject<'de>, A::Error> {
                 let mut flat = Flattener::with_capacity(36);
                 while let Some(key) = map.next_key_seed(TextSeed)? {
-                    let slot = slot_of(&key);
-                    let role = if slot == NO_SLOT {
-                        Role::of_block(&key)
-                    } else {
-                        None
-                    };
+                    let (slot, role) = classify(&key);
                     let value = map.next_value_seed(FieldSeed {
                         block: role.is_some(),
                     })?;

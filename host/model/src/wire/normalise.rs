@@ -333,12 +333,7 @@ impl<'a> Fields<'a> {
     }
 
     fn take_number(&mut self, names: &[Plain]) -> Result<Option<f64>, EventError> {
-        for &name in names {
-            if let Some(v) = self.take_number_named(Name::Plain(name)) {
-                return v;
-            }
-        }
-        Ok(None)
+        self.first_number(names.iter().map(|&n| Name::Plain(n)))
     }
 
     /// `name` as a number, or else `fallback`.
@@ -347,7 +342,15 @@ impl<'a> Fields<'a> {
         name: Name,
         fallback: Option<Name>,
     ) -> Result<Option<f64>, EventError> {
-        for name in std::iter::once(name).chain(fallback) {
+        self.first_number(std::iter::once(name).chain(fallback))
+    }
+
+    /// The first of `names` present, as a number.
+    fn first_number(
+        &mut self,
+        names: impl IntoIterator<Item = Name>,
+    ) -> Result<Option<f64>, EventError> {
+        for name in names {
             if let Some(v) = self.take_number_named(name) {
                 return v;
             }
