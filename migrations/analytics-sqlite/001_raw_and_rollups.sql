@@ -58,8 +58,9 @@ CREATE TABLE IF NOT EXISTS raw_events (
 );
 -- A rowid table: rows append in arrival order instead of being spread over
 -- one insertion point per server (wide rows split pages at each of them).
--- The unique index keeps (server, event_id) a key; nothing reads by it.
-CREATE UNIQUE INDEX IF NOT EXISTS raw_events_id ON raw_events (server, event_id);
+-- (server, event_id) is a key by construction: a row is inserted only
+-- above its server's high-water mark, which moves in the same transaction
+-- (004 dropped the unique index that used to enforce it a second time).
 CREATE INDEX IF NOT EXISTS raw_events_month ON raw_events (month);
 
 CREATE TABLE IF NOT EXISTS player_stats_daily (

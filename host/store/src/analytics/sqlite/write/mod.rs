@@ -1,0 +1,477 @@
+//! The write side of the embedded analytics store: one SQLite connection
+//! on its own thread, through `rusqlite`.
+//!
+//! Why a thread of its own and not sqlx: a batch is a thousand raw rows of
+//! 49 values plus a few hundred rollup upserts. Through sqlx every value
+//! was copied into an owned argument and every statement crossed to the
+//! driver's worker thread and back; here the values are bound straight
+//! from the events and the statements run where the rows are built, off
+//! the async runtime. The connection's page cache stays warm because it
+//! is the only one that writes (SQLite drops a connection's cache whenever
+//! another connection has written).
+
+use foldhash::HashMap;
+use foldhash::HashMapExt as _;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use opm_model::{Event, Str};
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use super::super::InsertReport;
+use super::deltas::Deltas;
+use crate::error::StoreError;
+use raw_row::RawRows;
+
+mod borrowed;
+mod raw_row;
+mod rollups;
+
+const B: &str = "sqlite";
+
+/// Page cache of the writer, in KiB (SQLite's negative `cache_size`): the
+/// rollup pages a batch updates stay in memory between batches instead of
+/// being re-read from the file.
+const WRITER_CACHE_KIB: i64 = 256 * 1024;
+
+/// Page size of a new analytics database. Larger than SQLite's 4 KiB
+/// default: raw rows are appended a few hundred bytes at a time, and
+/// bigger pages mean fewer page splits, page-cache lookups and log frames
+/// per row.
+const PAGE_SIZE: u32 = 16 * 1024;
+
+/// Size the write-ahead log is cut back to when it restarts. The log is
+/// rewritten from its start after every complete fold; a log file that
+/// keeps its size is overwritten in place, while one that grows makes the
+/// kernel allocate and zero new blocks for every frame (a quarter of the
+/// writer's time when the log never restarted). Cycles under `loadgen`
+/// run B write tens of MiB, so this keeps them in place and still bounds
+/// the file after a burst.
+const WAL_KEEP_BYTES: i64 = 256 * 1024 * 1024;
+
+pub(super) fn err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::SystemIoFailure
+                    | C::DiskFull
+                    | C::CannotOpen
+            ) =>
+        {
+            StoreError::Unavailable {
+                backend: B,
+                message: e.to_string(),
+            }
+        }
+        _ => StoreError::Rejected {
+            backend: B,
+            message: e.to_string(),
+        },
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable {
+        backend: B,
+        message: "analytics writer thread stopped".into(),
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Handle to the writer thread; the thread ends when the handle drops.
+pub(super) struct WriterThread {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl WriterThread {
+    /// Opens the database on a new thread (named `name`) and keeps the
+    /// connection there.
+    pub async fn open(path: &Path, name: &str) -> Result<WriterThread, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (opened_tx, opened) = oneshot::channel();
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                opm_model::sched::enter_background();
+                let mut conn = match open_connection(&path) {
+                    Ok(c) => {
+                        let _ = opened_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for job in queue {
+                    // A panicking job drops its reply (the caller sees the
+                    // writer as unavailable and retries) and rolls back its
+                    // transaction; the thread carries on.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn)));
+                }
+            })?;
+        opened.await.map_err(|_| stopped())??;
+        Ok(WriterThread { jobs })
+    }
+
+    /// Runs `f` on the writer thread with its connection.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = reply.send(f(conn));
+            }))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Queues `f` on the thread without waiting for it.
+    pub fn detach(
+        &self,
+        f: impl FnOnce(&mut Connection) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.jobs.send(Box::new(f)).map_err(|_| stopped())
+    }
+}
+
+/// WAL with `synchronous = NORMAL` is durable against a crash of this
+/// process; `sync` (a checkpoint) covers power loss. The writer never
+/// checkpoints on its own (`wal_autocheckpoint = 0`): a checkpoint inside
+/// a commit stalls the insert that triggered it (page copies and two
+/// fsyncs), so the store checkpoints from `sync` (docs/storage.md,
+/// "Durability").
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    crate::sqlite::configure_library();
+    let conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+    // Takes effect only on a new, empty database (before WAL mode writes
+    // its first page); an existing file keeps the page size it has.
+    conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))
+        .map_err(err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Config(format!(
+            "analytics database {} cannot use write-ahead logging (journal mode {mode})",
+            path.display()
+        )));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = {WAL_KEEP_BYTES};"
+    ))
+    .map_err(err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+const SCHEMA: &str =
+    include_str!("../../../../../../migrations/analytics-sqlite/001_raw_and_rollups.sql");
+/// Applied after `SCHEMA`; idempotent.
+const PERIODS: &str =
+    include_str!("../../../../../../migrations/analytics-sqlite/002_period_leaderboards.sql");
+/// Moves a `raw_events` table of the first layout aside; `SCHEMA` then
+/// creates the current one and `RAW_EVENTS_COPY` fills it.
+const RAW_EVENTS_ASIDE: &str =
+    include_str!("../../../../../../migrations/analytics-sqlite/003_raw_events_rowid.sql");
+/// Applied after `PERIODS`; idempotent.
+const DROP_ID_INDEX: &str =
+    include_str!("../../../../../../migrations/analytics-sqlite/004_drop_raw_events_id.sql");
+const RAW_EVENTS_COPY: &str =
+    "INSERT INTO raw_events SELECT * FROM raw_events_without_rowid ORDER BY server, event_id;
+    DROP TABLE raw_events_without_rowid;";
+
+/// Creates or upgrades the schema; safe to run on every open.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    // The first layout kept raw events in a WITHOUT ROWID table keyed by
+    // (server, event_id); it is copied into the rowid table once.
+    let first_layout: bool = tx
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master
+             WHERE type = 'table' AND name = 'raw_events' AND sql LIKE '%WITHOUT ROWID%'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if first_layout {
+        tracing::info!("analytics: moving raw events to the rowid layout (once)");
+        tx.execute_batch(RAW_EVENTS_ASIDE).map_err(err)?;
+    }
+    tx.execute_batch(SCHEMA).map_err(err)?;
+    if first_layout {
+        tx.execute_batch(RAW_EVENTS_COPY).map_err(err)?;
+    }
+    tx.execute_batch(PERIODS).map_err(err)?;
+    tx.execute_batch(DROP_ID_INDEX).map_err(err)?;
+    tx.commit().map_err(err)
+}
+
+/// What a checkpoint did, in WAL frames (pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Checkpointed {
+    /// Another checkpoint held the lock; nothing was copied.
+    pub busy: bool,
+    /// Frames in the log.
+    pub log: i64,
+    /// Frames of the log now in the database file.
+    pub copied: i64,
+}
+
+impl Checkpointed {
+    /// Frames still only in the log.
+    pub fn behind(&self) -> i64 {
+        (self.log - self.copied).max(0)
+    }
+}
+
+/// Copies the write-ahead log into the database file (fsyncing both) as
+/// far as readers allow.
+pub(super) fn checkpoint(conn: &mut Connection) -> Result<Checkpointed, StoreError> {
+    let done = conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok(Checkpointed {
+                busy: r.get::<_, i64>(0)? != 0,
+                log: r.get(1)?,
+                copied: r.get(2)?,
+            })
+        })
+        .map_err(err)?;
+    if done.busy {
+        tracing::debug!("analytics checkpoint could not take its lock; next sync retries");
+    }
+    Ok(done)
+}
+
+/// Stores the events above their server's high-water mark with their
+/// rollup deltas and the new marks, in one transaction.
+pub(super) fn insert(conn: &mut Connection, events: &[Event]) -> Result<InsertReport, StoreError> {
+    let mut order: Vec<&Event> = events.iter().collect();
+    order.sort_by(|a, b| (&*a.server, a.id).cmp(&(&*b.server, b.id)));
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let mut marks: HashMap<Str, u64> = HashMap::new();
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT event_id FROM high_water WHERE server = ?1")
+            .map_err(err)?;
+        for e in &order {
+            if !marks.contains_key(&e.server) {
+                let mark: Option<i64> = stmt
+                    .query_row([&*e.server], |r| r.get(0))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })
+                    .map_err(err)?;
+                marks.insert(e.server.clone(), mark.unwrap_or(0) as u64);
+            }
+        }
+    }
+    let mut report = InsertReport::default();
+    let mut deltas = Deltas::default();
+    {
+        let mut raw = RawRows::prepare(&tx)?;
+        for e in order {
+            let mark = marks.get_mut(&e.server).expect("loaded above");
+            if e.id == 0 || e.id <= *mark {
+                report.skipped += 1;
+                continue;
+            }
+            *mark = e.id;
+            // Above the high-water mark, committed in the same transaction
+            // as the rows, nothing can exist yet: a conflict here would
+            // mean the invariant broke, and the plain INSERT fails the
+            // batch loudly.
+            raw.insert(e)?;
+            report.inserted += 1;
+            deltas.add(e);
+        }
+    }
+    rollups::apply(&tx, &deltas)?;
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO high_water (server, event_id) VALUES (?1, ?2)
+                 ON CONFLICT (server) DO UPDATE SET event_id = max(event_id, excluded.event_id)",
+            )
+            .map_err(err)?;
+        for (server, mark) in &marks {
+            stmt.execute(params![&**server, *mark as i64])
+                .map_err(err)?;
+        }
+    }
+    tx.commit().map_err(err)?;
+    let mut high_water: Vec<(String, u64)> =
+        marks.into_iter().map(|(s, m)| (s.to_string(), m)).collect();
+    high_water.sort();
+    report.high_water = high_water;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opm_model::{EventKind, Participant};
+
+    fn kill(server: &str, id: u64) -> Event {
+        let mut e = Event::new(EventKind::PlayerKill);
+        e.server = server.into();
+        e.id = id;
+        e.time_ms = 1_780_000_000_000 + id as i64;
+        e.map = "dm/mohdm6".into();
+        e.weapon = "Thompson".into();
+        e.actor = Some(Participant::new("a"));
+        e.target = Some(Participant::new("b"));
+        e
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn inserts_skip_stored_ids_and_sum_rollups_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("a.db")).unwrap();
+        migrate(&mut conn).unwrap();
+        let r = insert(&mut conn, &[kill("s1", 2), kill("s1", 1), kill("s2", 1)]).unwrap();
+        assert_eq!((r.inserted, r.skipped), (3, 0));
+        assert_eq!(r.high_water, vec![("s1".into(), 2), ("s2".into(), 1)]);
+        // A replay of stored ids and a new one: only the new one counts.
+        let r = insert(&mut conn, &[kill("s1", 1), kill("s1", 2), kill("s1", 3)]).unwrap();
+        assert_eq!((r.inserted, r.skipped), (1, 2));
+        assert_eq!(count(&conn, "SELECT count(*) FROM raw_events"), 4);
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT sum(kills) FROM player_stats_daily WHERE player_id = 'a'"
+            ),
+            4
+        );
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT kills FROM player_period_stats WHERE period = 'all' AND player_id = 'a'"
+            ),
+            4
+        );
+        // (server, event_id) is a key by the high-water marks alone: no
+        // pair is stored twice, and no index is kept to enforce it.
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM (SELECT 1 FROM raw_events GROUP BY server, event_id HAVING count(*) > 1)"
+            ),
+            0
+        );
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM sqlite_master WHERE name = 'raw_events_id'"
+            ),
+            0
+        );
+    }
+
+    #[test]
+    fn the_id_index_of_an_earlier_database_is_dropped_and_its_rows_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("indexed.db");
+        {
+            let mut conn = open_connection(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(PERIODS).unwrap();
+            conn.execute_batch(
+                "CREATE UNIQUE INDEX raw_events_id ON raw_events (server, event_id)",
+            )
+            .unwrap();
+            insert(&mut conn, &[kill("s1", 1), kill("s1", 2)]).unwrap();
+        }
+        let mut conn = open_connection(&path).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM sqlite_master WHERE name = 'raw_events_id'"
+            ),
+            0
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM raw_events"), 2);
+        let r = insert(&mut conn, &[kill("s1", 2), kill("s1", 3)]).unwrap();
+        assert_eq!((r.inserted, r.skipped), (1, 1));
+    }
+
+    #[test]
+    fn a_new_database_gets_the_large_page_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("new.db")).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(count(&conn, "PRAGMA page_size"), i64::from(PAGE_SIZE));
+    }
+
+    #[test]
+    fn a_first_layout_database_is_upgraded_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // The first layout: raw_events WITHOUT ROWID with its primary key.
+            let conn = open_connection(&path).unwrap();
+            let old = SCHEMA.replace(
+                "    raw TEXT NOT NULL\n);",
+                "    raw TEXT NOT NULL,\n    PRIMARY KEY (server, event_id)\n) WITHOUT ROWID;",
+            );
+            assert_ne!(old, SCHEMA, "the test must build the first layout");
+            conn.execute_batch(&old).unwrap();
+            conn.execute_batch(PERIODS).unwrap();
+        }
+        let mut conn = open_connection(&path).unwrap();
+        // Rows written in the first layout by the same code path.
+        insert(&mut conn, &[kill("s1", 1), kill("s1", 2)]).unwrap();
+        let layout = |c: &Connection| -> String {
+            c.query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'raw_events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert!(layout(&conn).contains("WITHOUT ROWID"));
+        migrate(&mut conn).unwrap();
+        assert!(!layout(&conn).contains("WITHOUT ROWID"));
+        assert_eq!(count(&conn, "SELECT count(*) FROM raw_events"), 2);
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM sqlite_master WHERE name = 'raw_events_without_rowid'"
+            ),
+            0
+        );
+        // Idempotent, and the upgraded store goes on where it was.
+        migrate(&mut conn).unwrap();
+        let r = insert(&mut conn, &[kill("s1", 2), kill("s1", 3)]).unwrap();
+        assert_eq!((r.inserted, r.skipped), (1, 1));
+        assert_eq!(count(&conn, "SELECT count(*) FROM raw_events"), 3);
+    }
+}
