@@ -262,51 +262,82 @@ pub(super) fn checkpoint(conn: &mut Connection) -> Result<Checkpointed, StoreErr
     Ok(done)
 }
 
+/// One server's events of a batch, in id order, and its high-water mark.
+struct ServerEvents<'a> {
+    name: &'a Str,
+    events: Vec<&'a Event>,
+    mark: u64,
+}
+
+/// Groups a batch by server, keeping each server's events in id order.
+/// A server's events arrive in order from its one pipeline worker, so the
+/// sort is nearly always skipped; consecutive events of one server find
+/// their group without a lookup.
+fn by_server(events: &[Event]) -> Vec<ServerEvents<'_>> {
+    let mut groups: Vec<ServerEvents<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut last = usize::MAX;
+    for e in events {
+        if groups.get(last).is_none_or(|g| *g.name != e.server) {
+            last = *index.entry(&e.server).or_insert_with(|| {
+                groups.push(ServerEvents {
+                    name: &e.server,
+                    events: Vec::new(),
+                    mark: 0,
+                });
+                groups.len() - 1
+            });
+        }
+        groups[last].events.push(e);
+    }
+    for g in &mut groups {
+        if !g.events.is_sorted_by_key(|e| e.id) {
+            g.events.sort_by_key(|e| e.id);
+        }
+    }
+    groups
+}
+
 /// Stores the events above their server's high-water mark with their
 /// rollup deltas and the new marks, in one transaction.
 pub(super) fn insert(conn: &mut Connection, events: &[Event]) -> Result<InsertReport, StoreError> {
-    let mut order: Vec<&Event> = events.iter().collect();
-    order.sort_by(|a, b| (&*a.server, a.id).cmp(&(&*b.server, b.id)));
+    let mut servers = by_server(events);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
-    let mut marks: HashMap<Str, u64> = HashMap::new();
     {
         let mut stmt = tx
             .prepare_cached("SELECT event_id FROM high_water WHERE server = ?1")
             .map_err(err)?;
-        for e in &order {
-            if !marks.contains_key(&e.server) {
-                let mark: Option<i64> = stmt
-                    .query_row([&*e.server], |r| r.get(0))
-                    .map(Some)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        e => Err(e),
-                    })
-                    .map_err(err)?;
-                marks.insert(e.server.clone(), mark.unwrap_or(0) as u64);
-            }
+        for server in &mut servers {
+            let mark: Option<i64> = stmt
+                .query_row([&**server.name], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
+                .map_err(err)?;
+            server.mark = mark.unwrap_or(0) as u64;
         }
     }
     let mut report = InsertReport::default();
     let mut deltas = Deltas::default();
     {
         let mut raw = RawRows::prepare(&tx)?;
-        for e in order {
-            let mark = marks.get_mut(&e.server).expect("loaded above");
-            if e.id == 0 || e.id <= *mark {
-                report.skipped += 1;
-                continue;
+        for server in &mut servers {
+            for e in &server.events {
+                // Only ids above the mark, which moves in this transaction:
+                // that keeps (server, event_id) a key without an index.
+                if e.id == 0 || e.id <= server.mark {
+                    report.skipped += 1;
+                    continue;
+                }
+                server.mark = e.id;
+                raw.insert(e)?;
+                report.inserted += 1;
+                deltas.add(e);
             }
-            *mark = e.id;
-            // Above the high-water mark, committed in the same transaction
-            // as the rows, nothing can exist yet: a conflict here would
-            // mean the invariant broke, and the plain INSERT fails the
-            // batch loudly.
-            raw.insert(e)?;
-            report.inserted += 1;
-            deltas.add(e);
         }
     }
     rollups::apply(&tx, &deltas)?;
@@ -317,14 +348,16 @@ pub(super) fn insert(conn: &mut Connection, events: &[Event]) -> Result<InsertRe
                  ON CONFLICT (server) DO UPDATE SET event_id = max(event_id, excluded.event_id)",
             )
             .map_err(err)?;
-        for (server, mark) in &marks {
-            stmt.execute(params![&**server, *mark as i64])
+        for server in &servers {
+            stmt.execute(params![&**server.name, server.mark as i64])
                 .map_err(err)?;
         }
     }
     tx.commit().map_err(err)?;
-    let mut high_water: Vec<(String, u64)> =
-        marks.into_iter().map(|(s, m)| (s.to_string(), m)).collect();
+    let mut high_water: Vec<(String, u64)> = servers
+        .iter()
+        .map(|s| (s.name.to_string(), s.mark))
+        .collect();
     high_water.sort();
     report.high_water = high_water;
     Ok(report)
@@ -349,6 +382,53 @@ mod tests {
 
     fn count(conn: &Connection, sql: &str) -> i64 {
         conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    proptest::proptest! {
+        /// Whatever order a batch arrives in, the rows stored are exactly
+        /// those a sort by (server, id) and a skip of ids at or below the
+        /// running mark would store, with the same marks.
+        #[test]
+        fn batches_store_what_a_sorted_scan_would(
+            first in proptest::collection::vec((0..4u8, 0..12u64), 0..40),
+            second in proptest::collection::vec((0..4u8, 0..12u64), 0..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut conn = open_connection(&dir.path().join("p.db")).unwrap();
+            migrate(&mut conn).unwrap();
+            let mut expected: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+            for batch in [first, second] {
+                let events: Vec<Event> =
+                    batch.iter().map(|(s, id)| kill(&format!("s{s}"), *id)).collect();
+                let mut sorted = batch.clone();
+                sorted.sort();
+                let (mut inserted, mut skipped) = (0, 0);
+                for (s, id) in sorted {
+                    let stored = expected.entry(format!("s{s}")).or_default();
+                    if id == 0 || stored.last().is_some_and(|m| id <= *m) {
+                        skipped += 1;
+                    } else {
+                        stored.push(id);
+                        inserted += 1;
+                    }
+                }
+                let r = insert(&mut conn, &events).unwrap();
+                proptest::prop_assert_eq!((r.inserted, r.skipped), (inserted, skipped));
+            }
+            let mut stmt = conn
+                .prepare("SELECT server, event_id FROM raw_events ORDER BY server, event_id")
+                .unwrap();
+            let mut got: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+            for row in stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .unwrap()
+            {
+                let (s, id) = row.unwrap();
+                got.entry(s).or_default().push(id as u64);
+            }
+            expected.retain(|_, ids| !ids.is_empty());
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 
     #[test]
