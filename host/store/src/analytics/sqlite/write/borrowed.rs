@@ -63,37 +63,34 @@ impl<'conn, 'data> BorrowingStatement<'conn, 'data> {
 
     /// Binds text (1-based index) without copying it.
     pub fn text(&mut self, index: c_int, value: &'data str) -> rusqlite::Result<()> {
-        let len = c_int::try_from(value.len()).map_err(|_| {
-            rusqlite::Error::ToSqlConversionFailure("text longer than 2 GiB".into())
-        })?;
         // SAFETY: `value` lives for `'data`, which outlives this statement
         // (finalized on drop) and so every step that reads the binding.
-        let rc = unsafe {
-            ffi::sqlite3_bind_text(
-                self.stmt,
-                index,
-                value.as_ptr().cast(),
-                len,
-                ffi::SQLITE_STATIC(),
-            )
-        };
-        self.check(rc)
+        unsafe { self.bind_text(index, value, ffi::SQLITE_STATIC()) }
     }
 
     /// Binds text that SQLite copies: for a value made for this one row.
     pub fn text_copied(&mut self, index: c_int, value: &str) -> rusqlite::Result<()> {
+        // SAFETY: SQLite copies `value` before the call returns.
+        unsafe { self.bind_text(index, value, ffi::SQLITE_TRANSIENT()) }
+    }
+
+    /// # Safety
+    ///
+    /// With `SQLITE_STATIC`, `value` must stay valid until the parameter
+    /// is bound again or the statement is finalized.
+    unsafe fn bind_text(
+        &mut self,
+        index: c_int,
+        value: &str,
+        destructor: ffi::sqlite3_destructor_type,
+    ) -> rusqlite::Result<()> {
         let len = c_int::try_from(value.len()).map_err(|_| {
             rusqlite::Error::ToSqlConversionFailure("text longer than 2 GiB".into())
         })?;
-        // SAFETY: SQLite copies `value` before this call returns.
+        // SAFETY: a live statement; `value` is valid for `len` bytes, and
+        // for as long as SQLite keeps it by the caller's contract.
         let rc = unsafe {
-            ffi::sqlite3_bind_text(
-                self.stmt,
-                index,
-                value.as_ptr().cast(),
-                len,
-                ffi::SQLITE_TRANSIENT(),
-            )
+            ffi::sqlite3_bind_text(self.stmt, index, value.as_ptr().cast(), len, destructor)
         };
         self.check(rc)
     }

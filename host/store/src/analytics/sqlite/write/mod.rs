@@ -9,6 +9,10 @@
 //! the async runtime. The connection's page cache stays warm because it
 //! is the only one that writes (SQLite drops a connection's cache whenever
 //! another connection has written).
+//!
+//! A batch is one transaction: its raw rows ([`raw_row`], text bound
+//! without copies through [`borrowed`]), then one upsert per rollup row it
+//! changed ([`rollups`]), then the servers' new high-water marks.
 
 use foldhash::HashMap;
 use foldhash::HashMapExt as _;
