@@ -2,9 +2,11 @@
 //! anything is written: a batch of 1 000 events touches a few hundred
 //! rollup rows, each written once.
 //!
-//! Keys hold the event's shared strings (`Str`) and day or hour numbers,
-//! so summing allocates nothing per event; the `YYYY-MM-DD` text of a day
-//! is made once per distinct day when the rows are written.
+//! Keys hold numbers: day or hour numbers, and the batch's strings
+//! (guids, weapons, maps, match ids) numbered by [`Names`], so each string
+//! of an event is hashed once, not once per rollup it feeds. The
+//! `YYYY-MM-DD` text of a day is made once per distinct day when the rows
+//! are written.
 
 // foldhash: seeded per process like SipHash (player guids and weapon
 // names come from game servers), at a fraction of its cost on the
@@ -62,23 +64,52 @@ pub(super) struct MatchPlayer {
     pub counts: [f64; 8],
 }
 
-/// Days are day numbers (days since 1970-01-01), hours hour numbers.
+/// The distinct strings of a batch, numbered in order of first use.
+#[derive(Default)]
+pub(super) struct Names {
+    ids: HashMap<Str, Id>,
+    texts: Vec<Str>,
+}
+
+/// A string's number in [`Names`].
+pub(super) type Id = u32;
+
+impl Names {
+    fn id(&mut self, text: &Str) -> Id {
+        if let Some(id) = self.ids.get(text) {
+            return *id;
+        }
+        let id = self.texts.len() as Id;
+        self.texts.push(text.clone());
+        self.ids.insert(text.clone(), id);
+        id
+    }
+
+    pub fn text(&self, id: Id) -> &str {
+        &self.texts[id as usize]
+    }
+}
+
+/// Days are day numbers (days since 1970-01-01), hours hour numbers;
+/// players, weapons, maps, hit locations, matches and servers are [`Id`]s
+/// of `names`.
 #[derive(Default)]
 pub(super) struct Deltas {
-    pub player_daily: HashMap<(i64, Str), PlayerDay>,
+    pub names: Names,
+    pub player_daily: HashMap<(i64, Id), PlayerDay>,
     /// events, kills, deaths, headshots, shots fired, shots hit, damage.
-    pub weapon: HashMap<(i64, Str, Str), [f64; 7]>,
+    pub weapon: HashMap<(i64, Id, Id), [f64; 7]>,
     /// events, kills, deaths, headshots, damage dealt.
-    pub map: HashMap<(i64, Str, Str), [f64; 5]>,
+    pub map: HashMap<(i64, Id, Id), [f64; 5]>,
     /// events, hits, kills, damage dealt, hits taken, deaths, damage taken.
-    pub hitloc: HashMap<(i64, Str, Str), [f64; 7]>,
-    pub heat: HashMap<(i64, Str, &'static str, i32, i32), u64>,
+    pub hitloc: HashMap<(i64, Id, Id), [f64; 7]>,
+    pub heat: HashMap<(i64, Id, &'static str, i32, i32), u64>,
     /// events, kills, headshots, damage dealt.
-    pub map_daily: HashMap<(i64, Str), [f64; 4]>,
-    pub matches: HashMap<Str, MatchDelta>,
-    pub match_players: HashMap<(Str, Str), MatchPlayer>,
+    pub map_daily: HashMap<(i64, Id), [f64; 4]>,
+    pub matches: HashMap<Id, MatchDelta>,
+    pub match_players: HashMap<(Id, Id), MatchPlayer>,
     /// events, kills.
-    pub activity: HashMap<(i64, Str), [u64; 2]>,
+    pub activity: HashMap<(i64, Id), [u64; 2]>,
 }
 
 fn add_contribution(into: &mut Contribution, c: &Contribution) {
@@ -118,10 +149,16 @@ impl Deltas {
         let day = time::day_number(e.time_ms);
         let kill = rows::is_kill(e);
         let headshot = kill && rows::is_headshot(&e.hit_location);
+        let map = self.names.id(&e.map);
+        let match_id = (!e.match_id.is_empty()).then(|| self.names.id(&e.match_id));
+        let weapon = (!e.weapon.is_empty()).then(|| self.names.id(&e.weapon));
+        let hit_location = (!e.hit_location.is_empty()
+            && matches!(e.kind, K::PlayerKill | K::WeaponHit | K::Damage))
+        .then(|| self.names.id(&e.hit_location));
         for (role, p) in rows::roles(e) {
             let c = Contribution::of(e, role);
-            let player = &p.guid;
-            let slot = self.player_daily.entry((day, player.clone())).or_default();
+            let player = self.names.id(&p.guid);
+            let slot = self.player_daily.entry((day, player)).or_default();
             slot.name.offer(&p.name, e.time_ms);
             slot.events += 1;
             add_contribution(&mut slot.counts, &c);
@@ -130,7 +167,7 @@ impl Deltas {
                 e.kind,
                 K::PlayerKill | K::WeaponFire | K::WeaponHit | K::Damage
             );
-            if !e.weapon.is_empty() {
+            if let Some(weapon) = weapon {
                 let row = match role {
                     Role::Actor if weapon_kinds => Some([
                         1.0,
@@ -148,9 +185,7 @@ impl Deltas {
                 };
                 if let Some(row) = row {
                     add(
-                        self.weapon
-                            .entry((day, player.clone(), e.weapon.clone()))
-                            .or_insert([0.0; 7]),
+                        self.weapon.entry((day, player, weapon)).or_insert([0.0; 7]),
                         row,
                     );
                 }
@@ -166,16 +201,9 @@ impl Deltas {
                     ],
                     Role::Target => [1.0, 0.0, c.deaths as f64, 0.0, 0.0],
                 };
-                add(
-                    self.map
-                        .entry((day, player.clone(), e.map.clone()))
-                        .or_insert([0.0; 5]),
-                    row,
-                );
+                add(self.map.entry((day, player, map)).or_insert([0.0; 5]), row);
             }
-            if !e.hit_location.is_empty()
-                && matches!(e.kind, K::PlayerKill | K::WeaponHit | K::Damage)
-            {
+            if let Some(hit_location) = hit_location {
                 let hit = (e.kind == K::WeaponHit) as u64 as f64;
                 let row = match role {
                     Role::Actor => [1.0, hit, c.kills as f64, c.damage_dealt, 0.0, 0.0, 0.0],
@@ -183,16 +211,13 @@ impl Deltas {
                 };
                 add(
                     self.hitloc
-                        .entry((day, player.clone(), e.hit_location.clone()))
+                        .entry((day, player, hit_location))
                         .or_insert([0.0; 7]),
                     row,
                 );
             }
-            if !e.match_id.is_empty() {
-                let slot = self
-                    .match_players
-                    .entry((e.match_id.clone(), player.clone()))
-                    .or_default();
+            if let Some(match_id) = match_id {
+                let slot = self.match_players.entry((match_id, player)).or_default();
                 slot.name.offer(&p.name, e.time_ms);
                 slot.team.offer(&p.team.as_str(), e.time_ms);
                 add(
@@ -215,13 +240,7 @@ impl Deltas {
                 if let Some(pos) = p.as_ref().and_then(|p| p.position) {
                     *self
                         .heat
-                        .entry((
-                            day,
-                            e.map.clone(),
-                            layer,
-                            rows::cell(pos.x),
-                            rows::cell(pos.y),
-                        ))
+                        .entry((day, map, layer, rows::cell(pos.x), rows::cell(pos.y)))
                         .or_default() += 1;
                 }
             }
@@ -233,26 +252,21 @@ impl Deltas {
         };
         if !e.map.is_empty() {
             add(
-                self.map_daily
-                    .entry((day, e.map.clone()))
-                    .or_insert([0.0; 4]),
+                self.map_daily.entry((day, map)).or_insert([0.0; 4]),
                 [1.0, kill as u64 as f64, headshot as u64 as f64, dealt],
             );
         }
-        if !e.match_id.is_empty() {
-            let m = self
-                .matches
-                .entry(e.match_id.clone())
-                .or_insert_with(|| MatchDelta {
-                    server: e.server.clone(),
-                    map: e.map.clone(),
-                    game_type: e.game_mode.clone(),
-                    started: e.time_ms,
-                    ended: e.time_ms,
-                    max_round: 0,
-                    events: 0,
-                    kills: 0,
-                });
+        if let Some(match_id) = match_id {
+            let m = self.matches.entry(match_id).or_insert_with(|| MatchDelta {
+                server: e.server.clone(),
+                map: e.map.clone(),
+                game_type: e.game_mode.clone(),
+                started: e.time_ms,
+                ended: e.time_ms,
+                max_round: 0,
+                events: 0,
+                kills: 0,
+            });
             max_str(&mut m.server, &e.server);
             max_str(&mut m.map, &e.map);
             max_str(&mut m.game_type, &e.game_mode);
@@ -263,9 +277,10 @@ impl Deltas {
             m.kills += kill as u64;
         }
         if !e.server.is_empty() {
+            let server = self.names.id(&e.server);
             let a = self
                 .activity
-                .entry((e.time_ms.div_euclid(3_600_000), e.server.clone()))
+                .entry((e.time_ms.div_euclid(3_600_000), server))
                 .or_default();
             a[0] += 1;
             a[1] += kill as u64;
@@ -276,14 +291,14 @@ impl Deltas {
     /// same counts summed into every period bucket each day belongs to.
     /// Values: events, kills, deaths, headshots, shots fired, shots hit,
     /// damage dealt.
-    pub fn periods(&self) -> HashMap<(&'static str, String, Str), (Named, [f64; 7])> {
+    pub fn periods(&self) -> HashMap<(&'static str, String, Id), (Named, [f64; 7])> {
         let mut buckets: HashMap<i64, [(&'static str, String); 5]> = HashMap::new();
-        let mut out: HashMap<(&'static str, String, Str), (Named, [f64; 7])> = HashMap::new();
+        let mut out: HashMap<(&'static str, String, Id), (Named, [f64; 7])> = HashMap::new();
         for ((day, player), d) in &self.player_daily {
             let of_day = buckets.entry(*day).or_insert_with(|| period_buckets(*day));
             for (period, bucket) in of_day.iter() {
                 let slot = out
-                    .entry((period, bucket.clone(), player.clone()))
+                    .entry((period, bucket.clone(), *player))
                     .or_insert_with(|| (Named::default(), [0.0; 7]));
                 slot.0.offer(&d.name.value, d.name.ms);
                 let c = &d.counts;
@@ -336,8 +351,9 @@ mod tests {
             d.add(&e);
         }
         let p = d.periods();
+        let id = |guid: &str| d.names.ids[&Str::from(guid)];
         let kills = |period: &'static str, bucket: &str| {
-            p.get(&(period, bucket.to_string(), Str::from("a")))
+            p.get(&(period, bucket.to_string(), id("a")))
                 .map(|(_, v)| v[1])
         };
         assert_eq!(kills("all", ""), Some(3.0));
@@ -346,7 +362,7 @@ mod tests {
         assert_eq!(kills("week", "2026-12-07"), Some(2.0));
         assert_eq!(kills("month", "2026-12-01"), Some(3.0));
         assert_eq!(kills("year", "2026-01-01"), Some(3.0));
-        let deaths = p.get(&("all", String::new(), Str::from("b"))).unwrap().1[2];
+        let deaths = p.get(&("all", String::new(), id("b"))).unwrap().1[2];
         assert_eq!(deaths, 3.0);
     }
 
@@ -361,7 +377,7 @@ mod tests {
             e.server = "s".into();
             d.add(&e);
         }
-        let m = &d.matches[&Str::from("m1")];
+        let m = &d.matches[&d.names.ids[&Str::from("m1")]];
         assert_eq!(
             (&*m.map, m.started, m.ended, m.events),
             ("obj/obj_team2", 1_000, 2_000, 2)

@@ -3,10 +3,9 @@
 
 use foldhash::HashMap;
 use foldhash::HashMapExt as _;
-use opm_model::Str;
 use rusqlite::{Transaction, params};
 
-use super::super::deltas::Deltas;
+use super::super::deltas::{Deltas, Id, Names};
 use super::err;
 use crate::error::StoreError;
 use crate::time;
@@ -40,7 +39,8 @@ fn sum_rows<const N: usize>(
     days: &mut Days,
     head: &str,
     tail: &str,
-    rows: &HashMap<(i64, Str, Str), [f64; N]>,
+    names: &Names,
+    rows: &HashMap<(i64, Id, Id), [f64; N]>,
 ) -> Result<(), StoreError> {
     let mut stmt = tx
         .prepare_cached(&upsert_sql(head, tail, N + 3))
@@ -48,8 +48,8 @@ fn sum_rows<const N: usize>(
     for ((day, player, name), values) in rows {
         (|| {
             stmt.raw_bind_parameter(1, days.text(*day))?;
-            stmt.raw_bind_parameter(2, &**player)?;
-            stmt.raw_bind_parameter(3, &**name)?;
+            stmt.raw_bind_parameter(2, names.text(*player))?;
+            stmt.raw_bind_parameter(3, names.text(*name))?;
             for (i, v) in values.iter().enumerate() {
                 stmt.raw_bind_parameter(i + 4, *v)?;
             }
@@ -79,11 +79,12 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
             shots_hit = shots_hit + excluded.shots_hit, damage_dealt = damage_dealt + excluded.damage_dealt",
         12,
     )?;
+    let names = &d.names;
     for ((period, bucket, player), (name, v)) in d.periods() {
         stmt.execute(params![
             period,
             bucket,
-            &*player,
+            names.text(player),
             &*name.value,
             name.ms,
             u(v[0]),
@@ -117,7 +118,7 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
         let c = &p.counts;
         stmt.execute(params![
             days.text(*day),
-            &**player,
+            names.text(*player),
             &*p.name.value,
             p.name.ms,
             p.events as i64,
@@ -149,6 +150,7 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
             kills = kills + excluded.kills, deaths = deaths + excluded.deaths, headshots = headshots + excluded.headshots,
             shots_fired = shots_fired + excluded.shots_fired, shots_hit = shots_hit + excluded.shots_hit,
             damage_dealt = damage_dealt + excluded.damage_dealt",
+        names,
         &d.weapon,
     )?;
     sum_rows(
@@ -158,6 +160,7 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
         "ON CONFLICT (player_id, map_name, day) DO UPDATE SET events = events + excluded.events,
             kills = kills + excluded.kills, deaths = deaths + excluded.deaths,
             headshots = headshots + excluded.headshots, damage_dealt = damage_dealt + excluded.damage_dealt",
+        names,
         &d.map,
     )?;
     sum_rows(
@@ -168,6 +171,7 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
             hits = hits + excluded.hits, kills = kills + excluded.kills, damage_dealt = damage_dealt + excluded.damage_dealt,
             hits_taken = hits_taken + excluded.hits_taken, deaths = deaths + excluded.deaths,
             damage_taken = damage_taken + excluded.damage_taken",
+        names,
         &d.hitloc,
     )?;
 
@@ -177,8 +181,15 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
         6,
     )?;
     for ((day, map, layer, x, y), n) in &d.heat {
-        stmt.execute(params![days.text(*day), &**map, *layer, *x, *y, *n as i64])
-            .map_err(err)?;
+        stmt.execute(params![
+            days.text(*day),
+            names.text(*map),
+            *layer,
+            *x,
+            *y,
+            *n as i64
+        ])
+        .map_err(err)?;
     }
 
     let mut stmt = run(
@@ -190,7 +201,7 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
     for ((day, map), v) in &d.map_daily {
         stmt.execute(params![
             days.text(*day),
-            &**map,
+            names.text(*map),
             u(v[0]),
             u(v[1]),
             u(v[2]),
@@ -209,7 +220,7 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
     )?;
     for (id, m) in &d.matches {
         stmt.execute(params![
-            &**id,
+            names.text(*id),
             &*m.server,
             &*m.map,
             &*m.game_type,
@@ -239,8 +250,8 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
     for ((match_id, player), p) in &d.match_players {
         let v = &p.counts;
         stmt.execute(params![
-            &**match_id,
-            &**player,
+            names.text(*match_id),
+            names.text(*player),
             &*p.name.value,
             p.name.ms,
             p.team.value,
@@ -266,7 +277,7 @@ pub(super) fn apply(tx: &Transaction<'_>, d: &Deltas) -> Result<(), StoreError> 
         let ms = hour * 3_600_000;
         stmt.execute(params![
             time::hour_string(ms),
-            &**server,
+            names.text(*server),
             v[0] as i64,
             v[1] as i64
         ])
