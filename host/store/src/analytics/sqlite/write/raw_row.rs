@@ -6,9 +6,9 @@ use std::ffi::c_int;
 use opm_model::{Event, Participant};
 use rusqlite::Connection;
 
-use super::super::super::rows;
 use super::borrowed::BorrowingStatement;
 use super::err;
+use crate::analytics::rows;
 use crate::error::StoreError;
 use crate::time;
 
