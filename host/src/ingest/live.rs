@@ -169,10 +169,10 @@ impl LiveSink {
                 "means_of_death": &*ev.means_of_death, "headshot": ev.is_headshot(),
                 "first_blood": ev.extra("first_blood").is_some(),
             });
-            live.push_kill(&ev.server, &kill).await?;
+            live.push_kill(&ev.server, kill).await?;
         }
-        for (id, state) in &put {
-            live.put_match(id, state).await?;
+        for (id, state) in put {
+            live.put_match(&id, state).await?;
         }
         for id in &ended {
             live.end_match(id).await?;
@@ -185,7 +185,7 @@ impl LiveSink {
         for (server, ev) in &last {
             let status = json!({"server_id": server, "match_id": &*ev.match_id,
                 "map_name": &*ev.map, "gametype": &*ev.game_mode, "last_event_ms": ev.time_ms});
-            live.heartbeat(server, &status, ONLINE_TTL).await?;
+            live.heartbeat(server, status, ONLINE_TTL).await?;
         }
         for o in outcomes.iter().filter(|o| o.kind == OutcomeKind::Unlock) {
             let server = events

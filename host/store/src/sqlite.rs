@@ -50,7 +50,11 @@ fn options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
         // journal covers the rest (docs/storage.md).
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(30))
-        .foreign_keys(true))
+        .foreign_keys(true)
+        // A statement that changes several rows keeps a statement journal
+        // (for rolling itself back); on disk, every plugin-state commit
+        // created and wrote a temporary file (perf, docs/ingest.md §9).
+        .pragma("temp_store", "memory"))
 }
 
 pub(crate) async fn open(path: &Path, max_connections: u32) -> Result<SqlitePool, StoreError> {
@@ -59,4 +63,28 @@ pub(crate) async fn open(path: &Path, max_connections: u32) -> Result<SqlitePool
         .connect_with(options(path)?)
         .await
         .map_err(|e| StoreError::sqlx("sqlite", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_pooled_connection_keeps_temporary_data_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = open(&dir.path().join("db.sqlite"), 2).await.unwrap();
+        let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+        for mut conn in [a, b] {
+            let (mode,): (i64,) = sqlx::query_as("PRAGMA temp_store")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, 2, "2 is MEMORY");
+            let (journal,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(journal, "wal");
+        }
+    }
 }

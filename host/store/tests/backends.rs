@@ -927,9 +927,9 @@ async fn live_contract() {
         let l = &b.stores.live;
         let n = b.name;
         b.stores.ready().await.unwrap();
-        l.put_match("m1", &json!({"allies": 1})).await.unwrap();
-        l.put_match("m2", &json!({"allies": 2})).await.unwrap();
-        l.put_match("m1", &json!({"allies": 3})).await.unwrap();
+        l.put_match("m1", json!({"allies": 1})).await.unwrap();
+        l.put_match("m2", json!({"allies": 2})).await.unwrap();
+        l.put_match("m1", json!({"allies": 3})).await.unwrap();
         assert_eq!(
             l.live_match("m1").await.unwrap(),
             Some(json!({"allies": 3})),
@@ -942,16 +942,16 @@ async fn live_contract() {
             "{n}"
         );
         for i in 0..60 {
-            l.push_kill("srv", &json!({"i": i})).await.unwrap();
+            l.push_kill("srv", json!({"i": i})).await.unwrap();
         }
         let feed = l.kill_feed("srv", 100).await.unwrap();
         assert_eq!(feed.len(), opm_store::live::KILL_FEED_LEN, "{n}");
         assert_eq!(feed[0], json!({"i": 59}), "{n}: newest first");
         assert!(l.kill_feed("other", 10).await.unwrap().is_empty());
-        l.heartbeat("srv-a", &json!({"players": 5}), Duration::from_secs(60))
+        l.heartbeat("srv-a", json!({"players": 5}), Duration::from_secs(60))
             .await
             .unwrap();
-        l.heartbeat("srv-b", &json!({"players": 1}), Duration::from_millis(50))
+        l.heartbeat("srv-b", json!({"players": 1}), Duration::from_millis(50))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;

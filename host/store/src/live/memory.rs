@@ -55,11 +55,11 @@ impl LiveStore for MemoryLive {
         Ok(())
     }
 
-    async fn put_match(&self, match_id: &str, state: &Value) -> Result<(), StoreError> {
+    async fn put_match(&self, match_id: &str, state: Value) -> Result<(), StoreError> {
         self.inner
             .lock()
             .matches
-            .insert(match_id.to_string(), state.clone());
+            .insert(match_id.to_string(), state);
         Ok(())
     }
 
@@ -82,10 +82,10 @@ impl LiveStore for MemoryLive {
         Ok(())
     }
 
-    async fn push_kill(&self, server: &str, kill: &Value) -> Result<(), StoreError> {
+    async fn push_kill(&self, server: &str, kill: Value) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
         let feed = inner.feeds.entry(server.to_string()).or_default();
-        feed.push_front(kill.clone());
+        feed.push_front(kill);
         feed.truncate(KILL_FEED_LEN);
         Ok(())
     }
@@ -102,13 +102,13 @@ impl LiveStore for MemoryLive {
     async fn heartbeat(
         &self,
         server: &str,
-        status: &Value,
+        status: Value,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.inner
             .lock()
             .heartbeats
-            .insert(server.to_string(), (status.clone(), Instant::now() + ttl));
+            .insert(server.to_string(), (status, Instant::now() + ttl));
         Ok(())
     }
 

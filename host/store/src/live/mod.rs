@@ -49,7 +49,10 @@ pub trait LiveStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Replaces the live state (scoreboard JSON) of a running match.
-    async fn put_match(&self, match_id: &str, state: &Value) -> Result<(), StoreError>;
+    ///
+    /// Values are taken by value: the in-process store keeps them as they
+    /// are, and the pipeline builds each one only to hand it over.
+    async fn put_match(&self, match_id: &str, state: Value) -> Result<(), StoreError>;
     async fn live_match(&self, match_id: &str) -> Result<Option<Value>, StoreError>;
     /// All running matches, by match id.
     async fn live_matches(&self) -> Result<Vec<(String, Value)>, StoreError>;
@@ -57,17 +60,13 @@ pub trait LiveStore: Send + Sync + 'static {
 
     /// Prepends a kill to the server's feed, keeping the newest
     /// [`KILL_FEED_LEN`].
-    async fn push_kill(&self, server: &str, kill: &Value) -> Result<(), StoreError>;
+    async fn push_kill(&self, server: &str, kill: Value) -> Result<(), StoreError>;
     /// Newest first.
     async fn kill_feed(&self, server: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
 
     /// Records a heartbeat; the server counts as online for `ttl`.
-    async fn heartbeat(
-        &self,
-        server: &str,
-        status: &Value,
-        ttl: Duration,
-    ) -> Result<(), StoreError>;
+    async fn heartbeat(&self, server: &str, status: Value, ttl: Duration)
+    -> Result<(), StoreError>;
     async fn server_status(&self, server: &str) -> Result<Option<Value>, StoreError>;
     /// Servers whose heartbeat has not expired.
     async fn online_servers(&self) -> Result<Vec<(String, Value)>, StoreError>;

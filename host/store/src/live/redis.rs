@@ -185,7 +185,7 @@ impl LiveStore for RedisLive {
             .map(|_| ())
     }
 
-    async fn put_match(&self, match_id: &str, state: &Value) -> Result<(), StoreError> {
+    async fn put_match(&self, match_id: &str, state: Value) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("HSET")
             .arg(self.key(&["live", "matches"]))
@@ -228,7 +228,7 @@ impl LiveStore for RedisLive {
             .map_err(e)
     }
 
-    async fn push_kill(&self, server: &str, kill: &Value) -> Result<(), StoreError> {
+    async fn push_kill(&self, server: &str, kill: Value) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let key = self.key(&["live", "feed", server]);
         redis::pipe()
@@ -265,7 +265,7 @@ impl LiveStore for RedisLive {
     async fn heartbeat(
         &self,
         server: &str,
-        status: &Value,
+        status: Value,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
