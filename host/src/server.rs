@@ -23,8 +23,11 @@ const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(86_4
 
 /// `GET /ready` is also not ready while a store does not answer, even when
 /// no event has needed it yet (the ingest side only notices on writes).
+///
+/// The state is behind an `Arc`: a middleware's state is cloned for every
+/// request, and `Stores` holds its configuration's strings.
 async fn stores_ready(
-    State(stores): State<opm_store::Stores>,
+    State(stores): State<std::sync::Arc<opm_store::Stores>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -96,7 +99,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let app = app
         .layer(axum::middleware::from_fn_with_state(
-            backends.stores.clone(),
+            std::sync::Arc::new(backends.stores.clone()),
             stores_ready,
         ))
         .layer(axum::middleware::from_fn(crate::metrics::track_requests));

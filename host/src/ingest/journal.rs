@@ -2,8 +2,11 @@
 //!
 //! Accepted batches are appended to segment files under
 //! `<data-dir>/journal` as records framed `[len u32][crc32 u32][payload]`
-//! (little endian, CRC over the payload; the payload a MessagePack map,
-//! or JSON in segments written before 2026-12-05). One writer thread owns the
+//! (little endian, CRC over the payload). A payload is the request body as
+//! the client sent it, with the header to decode it again (see
+//! [`encode_wire_record`]); or, for a batch without one (imports, bodies
+//! that may carry a credential), the events as a MessagePack map (JSON in
+//! segments written before 2026-12-05). One writer thread owns the
 //! active segment and group-commits: it drains every append waiting, writes
 //! them in one `write`, fsyncs once (`--durability fsync`), and only then
 //! assigns the batches to the pipeline and answers the callers. Event ids
@@ -28,6 +31,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::WireBody;
 use crate::metrics::metrics;
 
 /// Event ids are journal sequences shifted left by this many bits. The
@@ -134,6 +138,8 @@ pub type Dispatch = Box<dyn FnMut(Record) + Send>;
 struct AppendRequest {
     server: Str,
     events: Vec<Event>,
+    /// The body the events were decoded from, journaled in their place.
+    wire: Option<WireBody>,
     delivery: Option<Str>,
     reply: tokio::sync::oneshot::Sender<Result<Appended, JournalError>>,
 }
@@ -209,29 +215,166 @@ fn read_checkpoint(dir: &Path) -> Result<u64, JournalError> {
 /// string full of quotes, and that escaping was most of the journal
 /// thread's time (docs/ingest.md §3).
 pub fn encode_record(record: &Record, buf: &mut Vec<u8>) {
+    frame(buf, |buf| {
+        rmp_serde::encode::write_named(buf, record).expect("events serialise")
+    });
+}
+
+/// First byte of a wire record's payload; a MessagePack map starts with
+/// 0x80-0x8f, 0xde or 0xdf, and JSON with `{`.
+const WIRE_RECORD: u8 = 0x01;
+
+/// What a wire record says besides its body.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireHeader {
+    first_seq: u64,
+    last_seq: u64,
+    server: Str,
+    #[serde(default)]
+    delivery: Option<Str>,
+    received_ms: i64,
+    line_based: bool,
+}
+
+/// Encodes one record as the body its events were decoded from, framed,
+/// onto `buf`: `[0x01][header length u32][header, MessagePack][body]`.
+/// Nothing is encoded per event; the body is copied as it came.
+pub fn encode_wire_record(record: &Record, wire: &WireBody, buf: &mut Vec<u8>) {
+    let header = WireHeader {
+        first_seq: record.first_seq,
+        last_seq: record.last_seq,
+        server: record.server.clone(),
+        delivery: record.delivery.clone(),
+        received_ms: wire.received_ms,
+        line_based: wire.line_based,
+    };
+    frame(buf, |buf| {
+        buf.push(WIRE_RECORD);
+        let at = buf.len();
+        buf.extend_from_slice(&[0u8; 4]);
+        rmp_serde::encode::write_named(buf, &header).expect("header serialises");
+        let header_len = (buf.len() - at - 4) as u32;
+        buf[at..at + 4].copy_from_slice(&header_len.to_le_bytes());
+        buf.extend_from_slice(&wire.bytes);
+    });
+}
+
+/// Writes `[len][crc]` around what `payload` appends to `buf`.
+fn frame(buf: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; 8]);
-    rmp_serde::encode::write_named(&mut *buf, record).expect("events serialise");
+    payload(buf);
     let payload_len = (buf.len() - start - 8) as u32;
     let crc = crc32fast::hash(&buf[start + 8..]);
     buf[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// A record's payload: a MessagePack map, or a JSON object (`{`) in
-/// segments an older version wrote, which a MessagePack map never starts
-/// with (0x80-0x8f, 0xde, 0xdf).
-fn decode_payload(payload: &[u8]) -> Result<Record, String> {
-    if payload.first() == Some(&b'{') {
-        serde_json::from_slice(payload).map_err(|e| e.to_string())
-    } else {
-        rmp_serde::from_slice(payload).map_err(|e| e.to_string())
+/// A record as read back from a segment. A wire record's body is decoded
+/// only by [`Stored::into_record`]: records at or below the checkpoint are
+/// read for their sequences and delivery tags alone.
+#[derive(Debug)]
+pub struct Stored {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub delivery: Option<Str>,
+    content: Content,
+}
+
+#[derive(Debug)]
+enum Content {
+    Events(Record),
+    Wire { server: Str, body: WireBody },
+}
+
+impl Stored {
+    /// The record, its events decoded from the body if it was journaled
+    /// as one. Decoding is deterministic: the same events, with the ids
+    /// they had when they were acknowledged.
+    pub fn into_record(self) -> Record {
+        let (server, body) = match self.content {
+            Content::Events(record) => return record,
+            Content::Wire { server, body } => (server, body),
+        };
+        let journaled = (self.last_seq - self.first_seq + 1) as usize;
+        let mut events = match body.decode(&server) {
+            Ok(decoded) => decoded.events,
+            Err(e) => {
+                tracing::error!(first_seq = self.first_seq, error = %e, "journaled body no longer decodes");
+                Vec::new()
+            }
+        };
+        if events.len() != journaled {
+            // Only a decoder changed between the crash and this start can
+            // do this; ids must stay inside the record's sequences.
+            tracing::error!(
+                first_seq = self.first_seq,
+                journaled,
+                decoded = events.len(),
+                "journaled body decodes to a different number of events"
+            );
+            events.truncate(journaled);
+        }
+        for (i, e) in events.iter_mut().enumerate() {
+            e.id = event_id(self.first_seq + i as u64);
+        }
+        Record {
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            server,
+            events,
+            delivery: self.delivery,
+        }
     }
+}
+
+/// A record's payload: a wire record (0x01), a MessagePack map, or a JSON
+/// object (`{`) in segments an older version wrote, which a MessagePack
+/// map never starts with (0x80-0x8f, 0xde, 0xdf).
+fn decode_payload(payload: &[u8]) -> Result<Stored, String> {
+    let record: Record = match payload.first() {
+        Some(&WIRE_RECORD) => return decode_wire(&payload[1..]),
+        Some(b'{') => serde_json::from_slice(payload).map_err(|e| e.to_string())?,
+        _ => rmp_serde::from_slice(payload).map_err(|e| e.to_string())?,
+    };
+    Ok(Stored {
+        first_seq: record.first_seq,
+        last_seq: record.last_seq,
+        delivery: record.delivery.clone(),
+        content: Content::Events(record),
+    })
+}
+
+fn decode_wire(rest: &[u8]) -> Result<Stored, String> {
+    let (len, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or("wire record without a header")?;
+    let len = u32::from_le_bytes(*len) as usize;
+    let (header, body) = rest
+        .split_at_checked(len)
+        .ok_or("wire record header past its end")?;
+    let header: WireHeader = rmp_serde::from_slice(header).map_err(|e| e.to_string())?;
+    if header.last_seq < header.first_seq {
+        return Err("wire record with no sequences".into());
+    }
+    Ok(Stored {
+        first_seq: header.first_seq,
+        last_seq: header.last_seq,
+        delivery: header.delivery,
+        content: Content::Wire {
+            server: header.server,
+            body: WireBody {
+                bytes: bytes::Bytes::copy_from_slice(body),
+                received_ms: header.received_ms,
+                line_based: header.line_based,
+            },
+        },
+    })
 }
 
 /// Decodes the records of a segment's bytes. Returns the records and the
 /// length of the valid prefix; the error says why decoding stopped early.
-pub fn decode_segment(bytes: &[u8]) -> (Vec<Record>, usize, Option<String>) {
+pub fn decode_segment(bytes: &[u8]) -> (Vec<Stored>, usize, Option<String>) {
     let mut records = Vec::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
@@ -299,7 +442,7 @@ impl Journal {
                 last_seq = last_seq.max(r.last_seq);
                 deliveries.extend(r.delivery.clone());
                 if r.last_seq > checkpoint {
-                    replay.push(r);
+                    replay.push(r.into_record());
                 }
             }
         }
@@ -402,7 +545,10 @@ impl Journal {
                     delivery: req.delivery,
                 };
                 self.next_seq += count;
-                encode_record(&record, &mut buf);
+                match &req.wire {
+                    Some(wire) => encode_wire_record(&record, wire, &mut buf),
+                    None => encode_record(&record, &mut buf),
+                }
                 pending.push((record, req.reply));
                 if buf.len() < 8 << 20 {
                     next = rx.try_recv().ok();
@@ -495,18 +641,20 @@ impl JournalHandle {
     /// Appends a batch; resolves once it is durable (per the durability
     /// setting) and handed to the pipeline.
     pub async fn append(&self, server: Str, events: Vec<Event>) -> Result<Appended, JournalError> {
-        self.send(server, events, None)?
+        self.send(server, events, None, None)?
             .await
             .map_err(|_| JournalError::Closed)?
     }
 
     /// Queues a batch for the writer now, so batches keep the order of
     /// these calls; the receiver resolves once the batch is durable. Blocks
-    /// only if the writer is thousands of batches behind.
+    /// only if the writer is thousands of batches behind. With `wire`, the
+    /// body is journaled in place of the events it decodes to.
     pub fn send(
         &self,
         server: Str,
         events: Vec<Event>,
+        wire: Option<WireBody>,
         delivery: Option<Str>,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, JournalError>>, JournalError> {
         if self.shared.failed.load(Ordering::SeqCst) {
@@ -517,6 +665,7 @@ impl JournalHandle {
             .send(AppendRequest {
                 server,
                 events,
+                wire,
                 delivery,
                 reply,
             })
@@ -529,6 +678,7 @@ impl JournalHandle {
         &self,
         server: Str,
         events: Vec<Event>,
+        wire: Option<WireBody>,
     ) -> Result<Appended, JournalError> {
         if self.shared.failed.load(Ordering::SeqCst) {
             return Err(JournalError::Failed);
@@ -538,6 +688,7 @@ impl JournalHandle {
             .send(AppendRequest {
                 server,
                 events,
+                wire,
                 delivery: None,
                 reply,
             })
@@ -623,7 +774,12 @@ mod tests {
             ids.push(handle.append(Str::from("srv"), events(5)).await.unwrap());
         }
         let tagged = handle
-            .send(Str::from("srv"), events(1), Some(Str::from("mqtt:abc")))
+            .send(
+                Str::from("srv"),
+                events(1),
+                None,
+                Some(Str::from("mqtt:abc")),
+            )
             .unwrap()
             .await
             .unwrap()
@@ -715,10 +871,103 @@ mod tests {
         let (back, valid, err) = decode_segment(&buf);
         assert_eq!((valid, err), (buf.len(), None));
         assert_eq!(back.len(), 2);
-        for r in &back {
+        for r in back.into_iter().map(Stored::into_record) {
+            let r = &r;
             assert_eq!(as_json(r), as_json(&record));
             assert_eq!(r.events[0].raw, record.events[0].raw);
             assert!(r.events[0].raw.as_deref().unwrap().contains(r#"\"hi\""#));
         }
+    }
+
+    fn wire(body: &str, line_based: bool) -> WireBody {
+        WireBody {
+            bytes: bytes::Bytes::copy_from_slice(body.as_bytes()),
+            received_ms: 1_780_000_000_000,
+            line_based,
+        }
+    }
+
+    /// A body journaled as it came decodes on replay to the events the
+    /// live path handed on (rejected items skipped, ids as assigned), and
+    /// its header keeps the delivery tag; records of both kinds share a
+    /// segment.
+    #[test]
+    fn wire_records_replay_the_events_they_were_decoded_to() {
+        let body = r#"[{"type":"player_kill","timestamp":"3.5","attacker_guid":"a","victim_guid":"b","weapon":"Kar98"},"not an object",{"type":"chat","player_name":"Doc","message":"gg"}]"#;
+        let array_wire = wire(body, false);
+        let mut decoded = array_wire.decode("srv").unwrap().events;
+        assert_eq!(decoded.len(), 2, "the string item is rejected");
+        for (i, e) in decoded.iter_mut().enumerate() {
+            e.id = event_id(40 + i as u64);
+        }
+        let record = Record {
+            first_seq: 40,
+            last_seq: 41,
+            server: Str::from("srv"),
+            events: decoded,
+            delivery: Some(Str::from("mqtt:ff")),
+        };
+        let lines = "type=chat&player_name=A&message=hi\ntype=jump&player_name=B";
+        let line_wire = wire(lines, true);
+        let mut line_events = line_wire.decode("srv").unwrap().events;
+        for (i, e) in line_events.iter_mut().enumerate() {
+            e.id = event_id(42 + i as u64);
+        }
+        let line_record = Record {
+            first_seq: 42,
+            last_seq: 43,
+            server: Str::from("srv"),
+            events: line_events,
+            delivery: None,
+        };
+        let plain = Record {
+            first_seq: 44,
+            last_seq: 45,
+            server: Str::from("other"),
+            events: events(2),
+            delivery: None,
+        };
+        let mut buf = Vec::new();
+        encode_wire_record(&record, &array_wire, &mut buf);
+        encode_wire_record(&line_record, &line_wire, &mut buf);
+        encode_record(&plain, &mut buf);
+        assert_eq!(buf[8], WIRE_RECORD);
+        let (stored, valid, err) = decode_segment(&buf);
+        assert_eq!((valid, err), (buf.len(), None));
+        assert_eq!(stored[0].delivery.as_deref(), Some("mqtt:ff"));
+        assert_eq!((stored[1].first_seq, stored[1].last_seq), (42, 43));
+        let back: Vec<Record> = stored.into_iter().map(Stored::into_record).collect();
+        assert_eq!(back, vec![record, line_record, plain]);
+    }
+
+    /// A wire record that decodes to more events than it journaled (a
+    /// decoder changed across a crash) keeps its ids inside its sequences.
+    #[test]
+    fn a_wire_record_never_gives_ids_outside_its_sequences() {
+        let wire = wire(
+            r#"[{"type":"jump"},{"type":"jump"},{"type":"jump"}]"#,
+            false,
+        );
+        let narrow = Record {
+            first_seq: 10,
+            last_seq: 11,
+            server: Str::from("srv"),
+            events: Vec::new(),
+            delivery: None,
+        };
+        let mut buf = Vec::new();
+        encode_wire_record(&narrow, &wire, &mut buf);
+        let (mut stored, _, err) = decode_segment(&buf);
+        assert_eq!(err, None);
+        let record = stored.remove(0).into_record();
+        let seqs: Vec<u64> = record.events.iter().map(|e| sequence_of(e.id)).collect();
+        assert_eq!(seqs, vec![10, 11]);
+    }
+
+    #[test]
+    fn a_body_naming_a_token_is_not_kept() {
+        assert!(wire(r#"[{"type":"jump"}]"#, false).keepable());
+        assert!(!wire("server_token=abc&type=jump", true).keepable());
+        assert!(!wire(r#"[{"type":"jump","auth_token":"x"}]"#, false).keepable());
     }
 }

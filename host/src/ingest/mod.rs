@@ -31,6 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use opm_model::wire::{BodyError, DecodeContext, EventError, decode_body};
 use opm_model::{Event, Str};
 use thiserror::Error;
@@ -171,6 +172,9 @@ impl Pending {
 pub struct DecodedBatch {
     pub events: Vec<Event>,
     pub errors: Vec<(usize, EventError)>,
+    /// The body itself, for the journal to keep instead of the events; None
+    /// when it may carry a credential (see [`WireBody::keepable`]).
+    pub wire: Option<WireBody>,
 }
 
 /// The ingest core shared by every transport.
@@ -277,7 +281,7 @@ impl Ingest {
     }
 
     /// Decodes a body for an authenticated server.
-    pub fn decode(&self, server_id: &str, body: &[u8]) -> Result<DecodedBatch, BodyError> {
+    pub fn decode(&self, server_id: &str, body: &Bytes) -> Result<DecodedBatch, BodyError> {
         self.decode_as(server_id, body, None)
     }
 
@@ -288,21 +292,15 @@ impl Ingest {
     pub fn decode_as(
         &self,
         server_id: &str,
-        body: &[u8],
+        body: &Bytes,
         content_type: Option<&str>,
     ) -> Result<DecodedBatch, BodyError> {
-        let ctx = DecodeContext {
-            server_id: Str::from(server_id),
+        let wire = WireBody {
+            bytes: body.clone(),
             received_ms: now_ms(),
+            line_based: content_type.is_some_and(is_line_based),
         };
-        let mut decoded = if content_type.is_some_and(is_line_based) {
-            decode_lines(body, &ctx)?
-        } else {
-            decode_body(body, &ctx)?
-        };
-        for ev in &mut decoded.events {
-            scrub_raw(ev);
-        }
+        let decoded = wire.decode(server_id)?;
         if !decoded.errors.is_empty() {
             metrics()
                 .rejected
@@ -312,6 +310,7 @@ impl Ingest {
         Ok(DecodedBatch {
             events: decoded.events,
             errors: decoded.errors,
+            wire: wire.keepable().then_some(wire),
         })
     }
 
@@ -320,10 +319,10 @@ impl Ingest {
     pub async fn submit(
         &self,
         server_id: &str,
-        events: Vec<Event>,
+        batch: DecodedBatch,
         admit: Admit,
     ) -> Result<Option<Appended>, SubmitError> {
-        self.enqueue(server_id, events, admit, None)
+        self.enqueue(server_id, batch.events, batch.wire, admit, None)
             .await?
             .wait()
             .await
@@ -343,6 +342,7 @@ impl Ingest {
         &self,
         server_id: &str,
         events: Vec<Event>,
+        wire: Option<WireBody>,
         admit: Admit,
         delivery: Option<Str>,
     ) -> Result<Pending, SubmitError> {
@@ -371,7 +371,7 @@ impl Ingest {
         match self
             .inner
             .journal
-            .send(Str::from(server_id), events, delivery.clone())
+            .send(Str::from(server_id), events, wire, delivery.clone())
         {
             Ok(rx) => Ok(Pending {
                 inner: Some((rx, n, counts)),
@@ -397,8 +397,9 @@ impl Ingest {
     pub fn submit_blocking(
         &self,
         server_id: &str,
-        events: Vec<Event>,
+        batch: DecodedBatch,
     ) -> Result<Option<Appended>, SubmitError> {
+        let events = batch.events;
         if events.is_empty() {
             return Ok(None);
         }
@@ -408,7 +409,7 @@ impl Ingest {
         match self
             .inner
             .journal
-            .append_blocking(Str::from(server_id), events)
+            .append_blocking(Str::from(server_id), events, batch.wire)
         {
             Ok(a) => {
                 record_ingested(&counts);
@@ -510,6 +511,46 @@ fn decode_lines(body: &[u8], ctx: &DecodeContext) -> Result<opm_model::wire::Dec
         return Err(BodyError::Empty);
     }
     Ok(out)
+}
+
+/// A request body as the client sent it, with what decoding it depends on.
+/// The journal keeps this rather than the decoded events: the bytes are
+/// already there, half the size of the encoded events (which carry each
+/// event's original text as well), and need no encoding on the journal's
+/// thread. A replay decodes them again, with the same result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireBody {
+    pub bytes: Bytes,
+    pub received_ms: i64,
+    /// Framed by lines whatever the first byte (see [`Ingest::decode_as`]).
+    pub line_based: bool,
+}
+
+impl WireBody {
+    /// Decodes the body for `server_id`: the events with their original
+    /// text scrubbed of credentials, and the rejected items.
+    pub fn decode(&self, server_id: &str) -> Result<opm_model::wire::Decoded, BodyError> {
+        let ctx = DecodeContext {
+            server_id: Str::from(server_id),
+            received_ms: self.received_ms,
+        };
+        let mut decoded = if self.line_based {
+            decode_lines(&self.bytes, &ctx)?
+        } else {
+            decode_body(&self.bytes, &ctx)?
+        };
+        for ev in &mut decoded.events {
+            scrub_raw(ev);
+        }
+        Ok(decoded)
+    }
+
+    /// Whether the body may be written to disk as it is: not when it may
+    /// carry a credential (every secret field's name contains "token"), in
+    /// an event or in an item that was rejected.
+    pub fn keepable(&self) -> bool {
+        memchr::memmem::find(&self.bytes, b"token").is_none()
+    }
 }
 
 /// Fields that carry credentials in legacy bodies; never stored.

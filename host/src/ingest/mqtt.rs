@@ -195,7 +195,13 @@ async fn handle(ingest: &Ingest, publish: &Publish) -> Handled {
         }
     };
     match ingest
-        .enqueue(server_id, decoded.events, Admit::Wait, Some(tag))
+        .enqueue(
+            server_id,
+            decoded.events,
+            decoded.wire,
+            Admit::Wait,
+            Some(tag),
+        )
         .await
     {
         Ok(p) => Handled::Queued(p),

@@ -427,11 +427,11 @@ pub fn import(config: ImportConfig) -> anyhow::Result<(u64, u64)> {
                 id
             }
         };
-        let body = serde_json::to_vec(&v["batch"])?;
+        let body = bytes::Bytes::from(serde_json::to_vec(&v["batch"])?);
         let decoded = ingest.decode(&id, &body)?;
         bad += decoded.errors.len() as u64;
         ok += decoded.events.len() as u64;
-        ingest.submit_blocking(&id, decoded.events)?;
+        ingest.submit_blocking(&id, decoded)?;
     }
     if !ingest.drain(Duration::from_secs(120)) {
         anyhow::bail!("import did not drain within 120 s");
