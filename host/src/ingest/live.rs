@@ -4,7 +4,9 @@
 //! Disposable by design (the live store is a cache), so a failed write is
 //! logged and never holds up the pipeline, and nothing here needs flushing
 //! for the checkpoint. Scoreboards are kept as typed structs and turned
-//! into JSON once per touched match per batch, not once per event.
+//! into JSON text once per touched match per batch, not once per event;
+//! every document is serialised straight to text ([`LiveJson`]), never
+//! built as a tree of JSON values.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,10 +14,9 @@ use std::sync::Arc;
 use opm_model::plugin::{Outcome, OutcomeKind};
 use opm_model::{Event, EventKind, Participant, Str, Team};
 use opm_store::StoreError;
-use opm_store::live::{LiveStore, UnlockNotice};
+use opm_store::live::{LiveJson, LiveStore, UnlockNotice, live_json};
 use parking_lot::Mutex;
 use serde::Serialize;
-use serde_json::json;
 use tokio::runtime::Handle;
 
 use crate::ingest::backends::block;
@@ -99,8 +100,63 @@ impl Scoreboard {
     }
 }
 
-fn player_json(p: &Participant) -> serde_json::Value {
-    json!({"guid": &*p.guid, "name": &*p.name, "team": p.team.as_str()})
+/// A kill-feed entry, in the JSON shape `/api/v1/stats/live` serves.
+#[derive(Serialize)]
+struct FeedKill<'a> {
+    event_id: u64,
+    time_ms: i64,
+    match_id: &'a str,
+    attacker: Option<FeedPlayer<'a>>,
+    victim: Option<FeedPlayer<'a>>,
+    weapon: &'a str,
+    hit_location: &'a str,
+    means_of_death: &'a str,
+    headshot: bool,
+    first_blood: bool,
+}
+
+impl<'a> FeedKill<'a> {
+    fn of(ev: &'a Event) -> FeedKill<'a> {
+        FeedKill {
+            event_id: ev.id,
+            time_ms: ev.time_ms,
+            match_id: &ev.match_id,
+            attacker: ev.actor.as_ref().map(FeedPlayer::of),
+            victim: ev.target.as_ref().map(FeedPlayer::of),
+            weapon: &ev.weapon,
+            hit_location: &ev.hit_location,
+            means_of_death: &ev.means_of_death,
+            headshot: ev.is_headshot(),
+            first_blood: ev.extra("first_blood").is_some(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FeedPlayer<'a> {
+    guid: &'a str,
+    name: &'a str,
+    team: &'static str,
+}
+
+impl<'a> FeedPlayer<'a> {
+    fn of(p: &'a Participant) -> FeedPlayer<'a> {
+        FeedPlayer {
+            guid: &p.guid,
+            name: &p.name,
+            team: p.team.as_str(),
+        }
+    }
+}
+
+/// A server's heartbeat document.
+#[derive(Serialize)]
+struct ServerStatus<'a> {
+    server_id: &'a str,
+    match_id: &'a str,
+    map_name: &'a str,
+    gametype: &'a str,
+    last_event_ms: i64,
 }
 
 pub struct LiveSink {
@@ -120,7 +176,7 @@ impl LiveSink {
 
     /// Updates the scoreboards the batch touched; returns (matches to put,
     /// matches that ended).
-    fn scoreboards(&self, events: &[Event]) -> (Vec<(String, serde_json::Value)>, Vec<String>) {
+    fn scoreboards(&self, events: &[Event]) -> (Vec<(String, LiveJson)>, Vec<String>) {
         let mut matches = self.matches.lock();
         let mut touched: Vec<Str> = Vec::new();
         let mut ended = Vec::new();
@@ -146,7 +202,7 @@ impl LiveSink {
             .iter()
             .filter_map(|id| {
                 let board = matches.get(id)?;
-                Some((id.to_string(), serde_json::to_value(board).ok()?))
+                Some((id.to_string(), live_json(board).ok()?))
             })
             .collect();
         (put, ended)
@@ -156,20 +212,13 @@ impl LiveSink {
         &self,
         events: &[Event],
         outcomes: &[Outcome],
-        put: Vec<(String, serde_json::Value)>,
+        put: Vec<(String, LiveJson)>,
         ended: Vec<String>,
     ) -> Result<(), StoreError> {
         let live = &self.live;
         for ev in events.iter().filter(|e| e.kind.is_kill()) {
-            let kill = json!({
-                "event_id": ev.id, "time_ms": ev.time_ms, "match_id": &*ev.match_id,
-                "attacker": ev.actor.as_ref().map(player_json),
-                "victim": ev.target.as_ref().map(player_json),
-                "weapon": &*ev.weapon, "hit_location": &*ev.hit_location,
-                "means_of_death": &*ev.means_of_death, "headshot": ev.is_headshot(),
-                "first_blood": ev.extra("first_blood").is_some(),
-            });
-            live.push_kill(&ev.server, kill).await?;
+            live.push_kill(&ev.server, live_json(&FeedKill::of(ev))?)
+                .await?;
         }
         for (id, state) in put {
             live.put_match(&id, state).await?;
@@ -183,8 +232,13 @@ impl LiveSink {
             last.insert(&ev.server, ev);
         }
         for (server, ev) in &last {
-            let status = json!({"server_id": server, "match_id": &*ev.match_id,
-                "map_name": &*ev.map, "gametype": &*ev.game_mode, "last_event_ms": ev.time_ms});
+            let status = live_json(&ServerStatus {
+                server_id: server,
+                match_id: &ev.match_id,
+                map_name: &ev.map,
+                gametype: &ev.game_mode,
+                last_event_ms: ev.time_ms,
+            })?;
             live.heartbeat(server, status, ONLINE_TTL).await?;
         }
         for o in outcomes.iter().filter(|o| o.kind == OutcomeKind::Unlock) {

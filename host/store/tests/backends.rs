@@ -921,15 +921,20 @@ async fn relational_contract() {
     }
 }
 
+/// A live document, as the pipeline hands them over.
+fn doc(v: serde_json::Value) -> opm_store::live::LiveJson {
+    opm_store::live::live_json(&v).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_contract() {
     for b in both("live").await {
         let l = &b.stores.live;
         let n = b.name;
         b.stores.ready().await.unwrap();
-        l.put_match("m1", json!({"allies": 1})).await.unwrap();
-        l.put_match("m2", json!({"allies": 2})).await.unwrap();
-        l.put_match("m1", json!({"allies": 3})).await.unwrap();
+        l.put_match("m1", doc(json!({"allies": 1}))).await.unwrap();
+        l.put_match("m2", doc(json!({"allies": 2}))).await.unwrap();
+        l.put_match("m1", doc(json!({"allies": 3}))).await.unwrap();
         assert_eq!(
             l.live_match("m1").await.unwrap(),
             Some(json!({"allies": 3})),
@@ -942,18 +947,22 @@ async fn live_contract() {
             "{n}"
         );
         for i in 0..60 {
-            l.push_kill("srv", json!({"i": i})).await.unwrap();
+            l.push_kill("srv", doc(json!({"i": i}))).await.unwrap();
         }
         let feed = l.kill_feed("srv", 100).await.unwrap();
         assert_eq!(feed.len(), opm_store::live::KILL_FEED_LEN, "{n}");
         assert_eq!(feed[0], json!({"i": 59}), "{n}: newest first");
         assert!(l.kill_feed("other", 10).await.unwrap().is_empty());
-        l.heartbeat("srv-a", json!({"players": 5}), Duration::from_secs(60))
+        l.heartbeat("srv-a", doc(json!({"players": 5})), Duration::from_secs(60))
             .await
             .unwrap();
-        l.heartbeat("srv-b", json!({"players": 1}), Duration::from_millis(50))
-            .await
-            .unwrap();
+        l.heartbeat(
+            "srv-b",
+            doc(json!({"players": 1})),
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
             l.online_servers().await.unwrap(),

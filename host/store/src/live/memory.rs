@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::{KILL_FEED_LEN, LiveStore, UnlockNotice};
+use super::{KILL_FEED_LEN, LiveJson, LiveStore, UnlockNotice, parsed};
 use crate::error::StoreError;
 
 /// Cache entries kept before expired ones are swept.
@@ -22,9 +22,9 @@ pub struct MemoryLive {
 
 #[derive(Default)]
 struct Inner {
-    matches: BTreeMap<String, Value>,
-    feeds: HashMap<String, VecDeque<Value>>,
-    heartbeats: BTreeMap<String, (Value, Instant)>,
+    matches: BTreeMap<String, LiveJson>,
+    feeds: HashMap<String, VecDeque<LiveJson>>,
+    heartbeats: BTreeMap<String, (LiveJson, Instant)>,
     cache: HashMap<String, (String, Instant)>,
     /// key -> (window index, hits)
     rates: HashMap<String, (u128, u64)>,
@@ -55,7 +55,7 @@ impl LiveStore for MemoryLive {
         Ok(())
     }
 
-    async fn put_match(&self, match_id: &str, state: Value) -> Result<(), StoreError> {
+    async fn put_match(&self, match_id: &str, state: LiveJson) -> Result<(), StoreError> {
         self.inner
             .lock()
             .matches
@@ -64,7 +64,7 @@ impl LiveStore for MemoryLive {
     }
 
     async fn live_match(&self, match_id: &str) -> Result<Option<Value>, StoreError> {
-        Ok(self.inner.lock().matches.get(match_id).cloned())
+        Ok(self.inner.lock().matches.get(match_id).map(|d| parsed(d)))
     }
 
     async fn live_matches(&self) -> Result<Vec<(String, Value)>, StoreError> {
@@ -73,7 +73,7 @@ impl LiveStore for MemoryLive {
             .lock()
             .matches
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), parsed(v)))
             .collect())
     }
 
@@ -82,7 +82,7 @@ impl LiveStore for MemoryLive {
         Ok(())
     }
 
-    async fn push_kill(&self, server: &str, kill: Value) -> Result<(), StoreError> {
+    async fn push_kill(&self, server: &str, kill: LiveJson) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
         let feed = inner.feeds.entry(server.to_string()).or_default();
         feed.push_front(kill);
@@ -95,14 +95,14 @@ impl LiveStore for MemoryLive {
         Ok(inner
             .feeds
             .get(server)
-            .map(|f| f.iter().take(limit).cloned().collect())
+            .map(|f| f.iter().take(limit).map(|d| parsed(d)).collect())
             .unwrap_or_default())
     }
 
     async fn heartbeat(
         &self,
         server: &str,
-        status: Value,
+        status: LiveJson,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.inner
@@ -120,7 +120,7 @@ impl LiveStore for MemoryLive {
             .heartbeats
             .get(server)
             .filter(|(_, exp)| *exp > now)
-            .map(|(v, _)| v.clone()))
+            .map(|(v, _)| parsed(v)))
     }
 
     async fn online_servers(&self) -> Result<Vec<(String, Value)>, StoreError> {
@@ -130,7 +130,7 @@ impl LiveStore for MemoryLive {
         Ok(inner
             .heartbeats
             .iter()
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .map(|(k, (v, _))| (k.clone(), parsed(v)))
             .collect())
     }
 

@@ -16,6 +16,24 @@ use tokio::sync::broadcast;
 
 use crate::error::StoreError;
 
+/// A live document as JSON text. Live state is written for every batch and
+/// read only when someone looks: writers hand over serialised text (no
+/// tree of maps to build and drop), readers get a parsed [`Value`].
+pub type LiveJson = Box<serde_json::value::RawValue>;
+
+/// Serialises a live document.
+pub fn live_json<T: Serialize + ?Sized>(doc: &T) -> Result<LiveJson, StoreError> {
+    serde_json::value::to_raw_value(doc).map_err(|e| StoreError::Decode {
+        backend: "live",
+        message: e.to_string(),
+    })
+}
+
+/// The parsed form of a live document (always valid JSON by construction).
+pub(crate) fn parsed(doc: &serde_json::value::RawValue) -> Value {
+    serde_json::from_str(doc.get()).unwrap_or(Value::Null)
+}
+
 /// Response-cache lifetimes per route family.
 pub mod ttl {
     use std::time::Duration;
@@ -49,10 +67,7 @@ pub trait LiveStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Replaces the live state (scoreboard JSON) of a running match.
-    ///
-    /// Values are taken by value: the in-process store keeps them as they
-    /// are, and the pipeline builds each one only to hand it over.
-    async fn put_match(&self, match_id: &str, state: Value) -> Result<(), StoreError>;
+    async fn put_match(&self, match_id: &str, state: LiveJson) -> Result<(), StoreError>;
     async fn live_match(&self, match_id: &str) -> Result<Option<Value>, StoreError>;
     /// All running matches, by match id.
     async fn live_matches(&self) -> Result<Vec<(String, Value)>, StoreError>;
@@ -60,13 +75,17 @@ pub trait LiveStore: Send + Sync + 'static {
 
     /// Prepends a kill to the server's feed, keeping the newest
     /// [`KILL_FEED_LEN`].
-    async fn push_kill(&self, server: &str, kill: Value) -> Result<(), StoreError>;
+    async fn push_kill(&self, server: &str, kill: LiveJson) -> Result<(), StoreError>;
     /// Newest first.
     async fn kill_feed(&self, server: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
 
     /// Records a heartbeat; the server counts as online for `ttl`.
-    async fn heartbeat(&self, server: &str, status: Value, ttl: Duration)
-    -> Result<(), StoreError>;
+    async fn heartbeat(
+        &self,
+        server: &str,
+        status: LiveJson,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
     async fn server_status(&self, server: &str) -> Result<Option<Value>, StoreError>;
     /// Servers whose heartbeat has not expired.
     async fn online_servers(&self) -> Result<Vec<(String, Value)>, StoreError>;

@@ -18,7 +18,7 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::{KILL_FEED_LEN, LiveStore, UnlockNotice};
+use super::{KILL_FEED_LEN, LiveJson, LiveStore, UnlockNotice};
 use crate::error::StoreError;
 use crate::time::now_ms;
 
@@ -185,12 +185,12 @@ impl LiveStore for RedisLive {
             .map(|_| ())
     }
 
-    async fn put_match(&self, match_id: &str, state: Value) -> Result<(), StoreError> {
+    async fn put_match(&self, match_id: &str, state: LiveJson) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("HSET")
             .arg(self.key(&["live", "matches"]))
             .arg(match_id)
-            .arg(state.to_string())
+            .arg(state.get())
             .query_async::<()>(&mut c)
             .await
             .map_err(e)
@@ -228,14 +228,14 @@ impl LiveStore for RedisLive {
             .map_err(e)
     }
 
-    async fn push_kill(&self, server: &str, kill: Value) -> Result<(), StoreError> {
+    async fn push_kill(&self, server: &str, kill: LiveJson) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let key = self.key(&["live", "feed", server]);
         redis::pipe()
             .atomic()
             .cmd("LPUSH")
             .arg(&key)
-            .arg(kill.to_string())
+            .arg(kill.get())
             .ignore()
             .cmd("LTRIM")
             .arg(&key)
@@ -265,7 +265,7 @@ impl LiveStore for RedisLive {
     async fn heartbeat(
         &self,
         server: &str,
-        status: Value,
+        status: LiveJson,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
@@ -274,7 +274,7 @@ impl LiveStore for RedisLive {
             .atomic()
             .cmd("SET")
             .arg(self.key(&["live", "server", server]))
-            .arg(status.to_string())
+            .arg(status.get())
             .arg("PX")
             .arg(ttl_ms)
             .ignore()
