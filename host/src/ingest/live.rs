@@ -180,22 +180,38 @@ impl LiveSink {
         let mut matches = self.matches.lock();
         let mut touched: Vec<Str> = Vec::new();
         let mut ended = Vec::new();
-        for ev in events {
-            if ev.match_id.is_empty() {
+        let is_end = |e: &Event| matches!(e.kind, EventKind::MatchEnd | EventKind::GameEnd);
+        // A batch holds runs of one server's (so one match's) events: the
+        // board is looked up once per run, not hashed again per event.
+        for run in events.chunk_by(|a, b| a.match_id == b.match_id) {
+            let id = &run[0].match_id;
+            if id.is_empty() {
                 continue;
             }
-            if matches!(ev.kind, EventKind::MatchEnd | EventKind::GameEnd) {
-                matches.remove(&ev.match_id);
-                touched.retain(|t| *t != ev.match_id);
-                ended.push(ev.match_id.to_string());
-                continue;
-            }
-            matches
-                .entry(ev.match_id.clone())
-                .or_insert_with(|| Scoreboard::new(ev))
-                .apply(ev);
-            if !touched.contains(&ev.match_id) {
-                touched.push(ev.match_id.clone());
+            for part in run.split_inclusive(|e| is_end(e)) {
+                let (playing, ends) = match part.split_last() {
+                    Some((last, before)) if is_end(last) => (before, true),
+                    _ => (part, false),
+                };
+                if let Some(first) = playing.first() {
+                    let board = matches
+                        .entry(id.clone())
+                        .or_insert_with(|| Scoreboard::new(first));
+                    for ev in playing {
+                        board.apply(ev);
+                    }
+                    if !touched.contains(id) {
+                        touched.push(id.clone());
+                    }
+                    // Ended earlier in the batch and playing again: the
+                    // board stays (ends are published after the boards).
+                    ended.retain(|e: &String| e != id);
+                }
+                if ends {
+                    matches.remove(id);
+                    touched.retain(|t| t != id);
+                    ended.push(id.to_string());
+                }
             }
         }
         let put = touched
@@ -226,9 +242,11 @@ impl LiveSink {
         for id in &ended {
             live.end_match(id).await?;
         }
-        // One heartbeat per server per batch, from its last event.
+        // One heartbeat per server per batch, from its last event (the
+        // last of its last run: later runs replace earlier ones).
         let mut last: HashMap<&str, &Event> = HashMap::new();
-        for ev in events {
+        for run in events.chunk_by(|a, b| a.server == b.server) {
+            let ev = &run[run.len() - 1];
             last.insert(&ev.server, ev);
         }
         for (server, ev) in &last {
@@ -317,5 +335,52 @@ mod tests {
         end.match_id = "m1".into();
         sink.write(&[end], &[]).unwrap();
         assert!(rt.block_on(live.live_match("m1")).unwrap().is_none());
+    }
+
+    /// One batch with two matches interleaved and a match that ends and
+    /// starts again within one run: the same boards as event by event.
+    #[test]
+    fn boards_follow_runs_and_ends_inside_a_batch() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let live: Arc<dyn LiveStore> = Arc::new(opm_store::live::memory::MemoryLive::new());
+        let sink = LiveSink::new(live.clone(), rt.handle().clone());
+        let ev = |kind, server: &str, m: &str, time_ms| {
+            let mut e = Event::new(kind);
+            e.server = server.into();
+            e.match_id = m.into();
+            e.time_ms = time_ms;
+            e.actor = Some(Participant::new("a"));
+            e.target = Some(Participant::new("b"));
+            e
+        };
+        let batch = vec![
+            ev(EventKind::PlayerKill, "s1", "m1", 1),
+            ev(EventKind::PlayerKill, "s1", "m1", 2),
+            ev(EventKind::PlayerKill, "s2", "m2", 3),
+            ev(EventKind::PlayerKill, "s1", "m1", 4),
+            ev(EventKind::MatchEnd, "s1", "m1", 5),
+            ev(EventKind::PlayerKill, "s1", "m1", 6),
+            ev(EventKind::PlayerKill, "s2", "m2", 7),
+            ev(EventKind::MatchEnd, "s2", "m3", 8),
+            ev(EventKind::PlayerKill, "s2", "m2", 9),
+        ];
+        sink.write(&batch, &[]).unwrap();
+        let m1 = rt.block_on(live.live_match("m1")).unwrap().unwrap();
+        assert_eq!(
+            m1["players"]["a"]["kills"], 1,
+            "the board restarted after the end"
+        );
+        assert_eq!(m1["started_ms"], 6);
+        let m2 = rt.block_on(live.live_match("m2")).unwrap().unwrap();
+        assert_eq!(m2["players"]["a"]["kills"], 3);
+        assert_eq!(m2["updated_ms"], 9);
+        let s1 = rt.block_on(live.server_status("s1")).unwrap().unwrap();
+        assert_eq!(s1["last_event_ms"], 6);
+        let s2 = rt.block_on(live.server_status("s2")).unwrap().unwrap();
+        assert_eq!(
+            (s2["last_event_ms"].clone(), s2["match_id"].clone()),
+            (9.into(), "m2".into())
+        );
+        assert_eq!(rt.block_on(live.kill_feed("s1", 10)).unwrap().len(), 4);
     }
 }
