@@ -27,6 +27,16 @@ fn is_zero_f32(v: &f32) -> bool {
     *v == 0.0
 }
 
+/// The value of the spelling `s` matches, trimmed and in any case. Runs for
+/// every participant of every event: no lowercased copy is made.
+fn spelled<T: Copy>(s: &str, spellings: &[(&str, T)]) -> Option<T> {
+    let s = s.trim();
+    spellings
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(s))
+        .map(|(_, v)| *v)
+}
+
 /// A team, normalised: the game says "american" and "german".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,16 +49,25 @@ pub enum Team {
 }
 
 impl Team {
-    /// Maps every spelling seen on the wire; anything unknown is `None`.
+    /// Maps every spelling seen on the wire, in any case; anything unknown
+    /// is `None`.
     pub fn parse(s: &str) -> Team {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "american" | "allies" | "allied" | "ally" | "usa" | "british" | "russian" => {
-                Team::Allies
-            }
-            "german" | "axis" | "germans" => Team::Axis,
-            "spectator" | "spectators" | "spec" => Team::Spectator,
-            _ => Team::None,
-        }
+        const SPELLINGS: &[(&str, Team)] = &[
+            ("american", Team::Allies),
+            ("german", Team::Axis),
+            ("allies", Team::Allies),
+            ("axis", Team::Axis),
+            ("spectator", Team::Spectator),
+            ("allied", Team::Allies),
+            ("ally", Team::Allies),
+            ("usa", Team::Allies),
+            ("british", Team::Allies),
+            ("russian", Team::Allies),
+            ("germans", Team::Axis),
+            ("spectators", Team::Spectator),
+            ("spec", Team::Spectator),
+        ];
+        spelled(s, SPELLINGS).unwrap_or(Team::None)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -78,12 +97,15 @@ pub enum Stance {
 
 impl Stance {
     pub fn parse(s: &str) -> Stance {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "stand" | "standing" => Stance::Stand,
-            "crouch" | "crouching" | "duck" => Stance::Crouch,
-            "prone" => Stance::Prone,
-            _ => Stance::Unknown,
-        }
+        const SPELLINGS: &[(&str, Stance)] = &[
+            ("stand", Stance::Stand),
+            ("crouch", Stance::Crouch),
+            ("prone", Stance::Prone),
+            ("standing", Stance::Stand),
+            ("crouching", Stance::Crouch),
+            ("duck", Stance::Crouch),
+        ];
+        spelled(s, SPELLINGS).unwrap_or(Stance::Unknown)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -258,5 +280,24 @@ impl Event {
     /// True for a headshot hit location (head or helmet).
     pub fn is_headshot(&self) -> bool {
         matches!(&*self.hit_location, "head" | "helmet")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn teams_and_stances_parse_in_any_case_and_padding() {
+        assert_eq!(Team::parse("american"), Team::Allies);
+        assert_eq!(Team::parse(" German "), Team::Axis);
+        assert_eq!(Team::parse("SPECTATORS"), Team::Spectator);
+        assert_eq!(Team::parse("British"), Team::Allies);
+        assert_eq!(Team::parse("americans"), Team::None);
+        assert_eq!(Team::parse(""), Team::None);
+        assert_eq!(Stance::parse("Crouching"), Stance::Crouch);
+        assert_eq!(Stance::parse("duck"), Stance::Crouch);
+        assert_eq!(Stance::parse(" PRONE"), Stance::Prone);
+        assert_eq!(Stance::parse("stood"), Stance::Unknown);
     }
 }
