@@ -240,6 +240,24 @@ mod tests {
 
     const A1: &str = r#"[{"type":"player_kill","match_id":"no_match","session_id":"sess_f88106789e6e168b","timestamp":"9.8","attacker_name":"Daichi","attacker_guid":"unauth_39","attacker_team":"american","attacker_x":"-67.0411","attacker_y":"1504.86","attacker_z":"384.125","attacker_pitch":"0","attacker_yaw":"253.74","attacker_stance":"stand","victim_name":"Daichi","victim_guid":"unauth_39","victim_team":"american","victim_x":"-67.0411","victim_y":"1504.86","victim_z":"384.125","victim_pitch":"0","victim_yaw":"253.74","victim_stance":"stand","weapon":"grenade","damage":"112.487","hitloc":"general","mod":"grenade"}]"#;
 
+    /// An event keeps only what its extra fields need, not the parser's
+    /// buffer (events wait in queues and stores by the ten thousand).
+    #[test]
+    fn extra_fields_hold_no_spare_room() {
+        let d = decode_body(A1.as_bytes(), &ctx()).unwrap();
+        assert!(d.events[0].extra.is_empty());
+        assert_eq!(d.events[0].extra.capacity(), 0);
+        let body =
+            br#"[{"type":"weapon_fire","player_guid":"g","ammo_remaining":"7","custom":"x"}]"#;
+        let d = decode_body(body, &ctx()).unwrap();
+        assert_eq!(d.events[0].extra.len(), 2);
+        assert!(
+            d.events[0].extra.capacity() < 8,
+            "{}",
+            d.events[0].extra.capacity()
+        );
+    }
+
     #[test]
     fn decodes_the_captured_kill() {
         let d = decode_body(A1.as_bytes(), &ctx()).unwrap();
