@@ -17,7 +17,7 @@ use opm_store::relational::{self, NewServer, RelationalStore};
 use parking_lot::RwLock;
 use tokio::runtime::Handle;
 
-use crate::ingest::pipeline::{EventSink, PluginStage, SinkError};
+use crate::ingest::pipeline::{EventSink, PluginStage, SinkError, Unwritten};
 use crate::ingest::servers::{DirectoryError, ServerDirectory, ServerRecord, ServerStatus};
 
 /// Runs a future to completion from a thread outside the runtime's async
@@ -73,8 +73,20 @@ impl EventSink for AnalyticsSink {
         "analytics"
     }
 
-    fn write(&self, events: &[Event], _outcomes: &[Outcome]) -> Result<(), SinkError> {
-        self.note(block(&self.handle, self.writer.send_many(events.to_vec())))
+    fn write(&self, events: &[Event], outcomes: &[Outcome]) -> Result<(), SinkError> {
+        self.write_owned(events.to_vec(), outcomes)
+            .map_err(|u| u.error)
+    }
+
+    /// The pipeline's last sink: the writer keeps the batch it is handed.
+    fn write_owned(&self, events: Vec<Event>, _outcomes: &[Outcome]) -> Result<(), Unwritten> {
+        let sent = block(&self.handle, self.writer.send_many(events));
+        self.healthy
+            .store(sent.is_ok(), std::sync::atomic::Ordering::Release);
+        sent.map_err(|not_taken| Unwritten {
+            error: SinkError::Unavailable(not_taken.to_string()),
+            events: not_taken.0,
+        })
     }
 
     fn flush(&self) -> Result<(), SinkError> {
@@ -264,12 +276,14 @@ pub async fn open(
         Arc::new(RelationalDirectory::load(stores.relational.clone()).await?);
     // OPM_BATCH_ROWS / OPM_BATCH_MS: ClickHouse wants bigger batches.
     let writer = stores.batch_writer(opm_store::analytics::writer::WriterConfig::from_env());
+    // The analytics sink last: the pipeline hands the last sink the batch
+    // itself, and it is the one that keeps the events.
     let sinks: Vec<Arc<dyn EventSink>> = vec![
-        Arc::new(AnalyticsSink::new(writer, Handle::current())),
         Arc::new(crate::ingest::live::LiveSink::new(
             stores.live.clone(),
             Handle::current(),
         )),
+        Arc::new(AnalyticsSink::new(writer, Handle::current())),
     ];
     let mut plugin_host = None;
     if let Some(dir) = plugins_dir.filter(|d| d.is_dir()) {

@@ -34,6 +34,15 @@ pub enum SinkError {
     Unavailable(String),
 }
 
+/// A failed [`EventSink::write_owned`]: the error, and the events back for
+/// the retry.
+#[derive(Debug, Error)]
+#[error("{error}")]
+pub struct Unwritten {
+    pub error: SinkError,
+    pub events: Vec<Event>,
+}
+
 /// A store the pipeline hands event batches and outcomes to.
 ///
 /// `write` may buffer; `flush` makes everything written before it durable.
@@ -42,6 +51,14 @@ pub enum SinkError {
 pub trait EventSink: Send + Sync {
     fn name(&self) -> &str;
     fn write(&self, events: &[Event], outcomes: &[Outcome]) -> Result<(), SinkError>;
+    /// As `write`, taking the batch itself: the pipeline hands its last
+    /// sink the batch instead of a copy, so a sink that keeps the events
+    /// (the analytics writer buffers them) overrides this to skip copying
+    /// a few hundred bytes per event. On failure the events come back.
+    fn write_owned(&self, events: Vec<Event>, outcomes: &[Outcome]) -> Result<(), Unwritten> {
+        self.write(&events, outcomes)
+            .map_err(|error| Unwritten { error, events })
+    }
     fn flush(&self) -> Result<(), SinkError>;
     /// False when a flush now would be costly and can wait for a later
     /// checkpoint (see `AnalyticsSink`); the checkpoint then skips this
@@ -440,8 +457,12 @@ impl Worker {
                 Some(p) => retry("packs", || p.evaluate(self.index, &out)),
                 None => Vec::new(),
             };
-            self.store(&out, &outcomes);
             count_processed(&out);
+            // The last sink takes the batch itself; the next one starts in
+            // a buffer of the same size.
+            let room = Vec::with_capacity(out.capacity());
+            let batch = std::mem::replace(&mut out, room);
+            self.store(batch, &outcomes);
             for first_seq in done {
                 self.progress.complete(first_seq);
             }
@@ -467,25 +488,36 @@ impl Worker {
     }
 
     /// Hands the batch to every store, retrying until each took it: these
-    /// events are acknowledged, dropping them is not an option.
-    fn store(&self, events: &[Event], outcomes: &[Outcome]) {
+    /// events are acknowledged, dropping them is not an option. The last
+    /// store takes the batch by value.
+    fn store(&self, mut events: Vec<Event>, outcomes: &[Outcome]) {
         let started = Instant::now();
-        for sink in self.sinks.iter() {
-            let mut wait = Duration::from_millis(10);
-            loop {
-                match sink.write(events, outcomes) {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(sink = sink.name(), error = %e, retry_in = ?wait, "store write failed");
-                        std::thread::sleep(wait);
-                        wait = (wait * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
+        let Some((last, others)) = self.sinks.split_last() else {
+            return;
+        };
+        for sink in others {
+            retry_write(sink.name(), || sink.write(&events, outcomes));
         }
+        retry_write(last.name(), || {
+            last.write_owned(std::mem::take(&mut events), outcomes)
+                .map_err(|back| {
+                    events = back.events;
+                    back.error
+                })
+        });
         metrics()
             .sink_write_seconds
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Retries a store's write until it succeeds, backing off up to 5 s.
+fn retry_write(sink: &str, mut write: impl FnMut() -> Result<(), SinkError>) {
+    let mut wait = Duration::from_millis(10);
+    while let Err(e) = write() {
+        tracing::warn!(sink, error = %e, retry_in = ?wait, "store write failed");
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -112,6 +112,12 @@ enum Msg {
 #[error("batch writer stopped")]
 pub struct WriterClosed;
 
+/// The writer has stopped; the events it did not take are handed back, so
+/// a caller that must not lose them can keep them (or try again).
+#[derive(Debug, thiserror::Error)]
+#[error("batch writer stopped; {} events not taken", .0.len())]
+pub struct NotTaken(pub Vec<Event>);
+
 pub struct BatchWriter {
     tx: mpsc::UnboundedSender<Msg>,
     /// One permit per event the writer may still take in.
@@ -148,25 +154,25 @@ impl BatchWriter {
 
     /// Queues one event; waits while the writer holds `queue` events.
     pub async fn send(&self, event: Event) -> Result<(), WriterClosed> {
-        self.send_many(vec![event]).await
+        self.send_many(vec![event]).await.map_err(|_| WriterClosed)
     }
 
     /// Queues events in order; waits while the writer holds `queue`
     /// events. A batch larger than that waits for the writer to be empty.
-    pub async fn send_many(&self, events: Vec<Event>) -> Result<(), WriterClosed> {
+    pub async fn send_many(&self, events: Vec<Event>) -> Result<(), NotTaken> {
         if events.is_empty() {
             return Ok(());
         }
         let n = (events.len().min(self.capacity as usize)) as u32;
         // The writer gives the room back once these events are stored.
-        self.room
-            .acquire_many(n)
-            .await
-            .map_err(|_| WriterClosed)?
-            .forget();
-        self.tx
-            .send(Msg::Events(events, n))
-            .map_err(|_| WriterClosed)
+        match self.room.acquire_many(n).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(NotTaken(events)),
+        }
+        self.tx.send(Msg::Events(events, n)).map_err(|e| match e.0 {
+            Msg::Events(events, _) => NotTaken(events),
+            Msg::Flush(_) => NotTaken(Vec::new()),
+        })
     }
 
     /// Events handed to the writer and not yet stored (queued, or in the
