@@ -19,8 +19,8 @@ use prometheus::{
 
 /// The ingest and API metrics.
 pub struct Metrics {
-    pub ingested: IntCounterVec,
-    pub processed: IntCounterVec,
+    pub ingested: ByKind,
+    pub processed: ByKind,
     pub rejected: IntCounterVec,
     pub load_shed: IntCounter,
     pub queue_depth: IntGauge,
@@ -33,6 +33,28 @@ pub struct Metrics {
     pub api_requests: IntCounterVec,
     pub api_duration: HistogramVec,
     pub sink_write_seconds: Histogram,
+}
+
+/// A counter labelled by event type, each type's series looked up once
+/// instead of by hashing its label for every batch.
+pub struct ByKind {
+    vec: IntCounterVec,
+    series: Box<[OnceLock<IntCounter>]>,
+}
+
+impl ByKind {
+    fn new(vec: IntCounterVec) -> ByKind {
+        ByKind {
+            vec,
+            series: (0..=u8::MAX).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    pub fn inc_by(&self, kind: opm_model::EventKind, n: u64) {
+        self.series[kind as usize]
+            .get_or_init(|| self.vec.with_label_values(&[kind.as_str()]))
+            .inc_by(n);
+    }
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
@@ -51,7 +73,7 @@ pub fn metrics() -> &'static Metrics {
             0.25, 0.5, 1.0,
         ];
         Metrics {
-            ingested: register(
+            ingested: ByKind::new(register(
                 IntCounterVec::new(
                     Opts::new(
                         "mohaa_events_ingested_total",
@@ -60,8 +82,8 @@ pub fn metrics() -> &'static Metrics {
                     &["event_type"],
                 )
                 .unwrap(),
-            ),
-            processed: register(
+            )),
+            processed: ByKind::new(register(
                 IntCounterVec::new(
                     Opts::new(
                         "mohaa_events_processed_total",
@@ -70,7 +92,7 @@ pub fn metrics() -> &'static Metrics {
                     &["event_type"],
                 )
                 .unwrap(),
-            ),
+            )),
             rejected: register(
                 IntCounterVec::new(
                     Opts::new("mohaa_events_rejected_total", "Events or batches refused"),

@@ -214,8 +214,12 @@ pub struct Decoded {
 /// Splits and normalises a body.
 pub fn decode_body(body: &[u8], ctx: &DecodeContext) -> Result<Decoded, BodyError> {
     let text = body_text(body)?;
-    let mut out = Decoded::default();
-    for (index, item) in split_body(&text)?.into_iter().enumerate() {
+    let items = split_body(&text)?;
+    let mut out = Decoded {
+        events: Vec::with_capacity(items.len()),
+        errors: Vec::new(),
+    };
+    for (index, item) in items.into_iter().enumerate() {
         match item.and_then(|item| normalise(item, ctx)) {
             Ok(ev) => out.events.push(ev),
             Err(e) => out.errors.push((index, e)),
