@@ -38,9 +38,15 @@ pub fn is_headshot(hit_location: &str) -> bool {
     matches!(hit_location, "head" | "helmet")
 }
 
+/// Whether the weapon or means of death names a grenade, in any case.
+/// Runs for every stored event: no lowercased copies.
 pub fn is_grenade(e: &Event) -> bool {
-    e.weapon.to_ascii_lowercase().contains("grenade")
-        || e.means_of_death.to_ascii_lowercase().contains("grenade")
+    let grenade = |s: &str| {
+        s.as_bytes()
+            .windows(b"grenade".len())
+            .any(|w| w.eq_ignore_ascii_case(b"grenade"))
+    };
+    grenade(&e.weapon) || grenade(&e.means_of_death)
 }
 
 /// Walked distance of a `distance` event.
@@ -156,6 +162,22 @@ impl Contribution {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grenades_are_found_in_weapon_or_means_of_death_in_any_case() {
+        let with = |weapon: &str, means: &str| {
+            let mut e = Event::new(EventKind::PlayerKill);
+            e.weapon = weapon.into();
+            e.means_of_death = means.into();
+            is_grenade(&e)
+        };
+        assert!(with("Stielhandgranate", "GRENADE"));
+        assert!(with("M2 Frag Grenade", "bullet"));
+        assert!(with("", "mod_grenade"));
+        assert!(!with("Kar98", "bullet"));
+        assert!(!with("", ""));
+        assert!(!with("gren", "ade"));
+    }
 
     fn ev(kind: EventKind, a: &str, t: &str) -> Event {
         let mut e = Event::new(kind);

@@ -507,6 +507,40 @@ mod tests {
         assert_eq!((r.inserted, r.skipped), (1, 1));
     }
 
+    /// Extra fields are stored as `[name, value]` pairs in sent order,
+    /// escaped, and the buffer they are written through carries nothing
+    /// from one row into the next.
+    #[test]
+    fn extra_fields_are_stored_as_json_pairs_row_by_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("x.db")).unwrap();
+        migrate(&mut conn).unwrap();
+        let mut long = kill("s1", 1);
+        long.extra = vec![
+            ("zeta".into(), "1".into()),
+            ("quote".into(), "say \"hi\"".into()),
+        ];
+        let mut short = kill("s1", 2);
+        short.extra = vec![("a".into(), "b".into())];
+        let none = kill("s1", 3);
+        insert(&mut conn, &[long, short, none]).unwrap();
+        let stored: Vec<String> = conn
+            .prepare("SELECT extra FROM raw_events ORDER BY event_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            stored,
+            vec![
+                r#"[["zeta","1"],["quote","say \"hi\""]]"#.to_string(),
+                r#"[["a","b"]]"#.to_string(),
+                "[]".to_string(),
+            ]
+        );
+    }
+
     #[test]
     fn a_new_database_gets_the_large_page_size() {
         let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,18 @@ const RAW_INSERT: &str = "INSERT INTO raw_events (server, event_id, month, time_
 /// outlive it.
 pub(super) struct RawRows<'conn, 'events> {
     stmt: BorrowingStatement<'conn, 'events>,
+    /// The `extra` column's JSON, written here row after row.
+    extra: Vec<u8>,
+}
+
+/// An event's extra fields as the column holds them: a JSON array of
+/// `[name, value]` pairs, in the order they were sent.
+struct Pairs<'a>(&'a [(opm_model::Str, opm_model::Str)]);
+
+impl serde::Serialize for Pairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(k, v)| [&**k, &**v]))
+    }
 }
 
 /// What an absent participant's columns hold.
@@ -34,6 +46,7 @@ impl<'conn, 'events> RawRows<'conn, 'events> {
     pub fn prepare(conn: &'conn Connection) -> Result<Self, StoreError> {
         Ok(RawRows {
             stmt: BorrowingStatement::prepare(conn, RAW_INSERT).map_err(err)?,
+            extra: Vec::new(),
         })
     }
 
@@ -77,9 +90,11 @@ impl<'conn, 'events> RawRows<'conn, 'events> {
         if e.extra.is_empty() {
             s.text(48, "[]")?;
         } else {
-            let pairs: Vec<[&str; 2]> = e.extra.iter().map(|(k, v)| [&**k, &**v]).collect();
-            let extra = serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into());
-            s.text_copied(48, &extra)?;
+            self.extra.clear();
+            // Strings into a vector: cannot fail.
+            let _ = serde_json::to_writer(&mut self.extra, &Pairs(&e.extra));
+            // SQLite copies it: the buffer is the next row's.
+            s.text_copied(48, std::str::from_utf8(&self.extra).unwrap_or("[]"))?;
         }
         s.text(49, e.raw.as_deref().unwrap_or(""))
     }
