@@ -887,6 +887,22 @@ mod tests {
         }
     }
 
+    /// The record the live path journals for a body: its events decoded,
+    /// ids assigned from `first_seq`.
+    fn acknowledged(wire: &WireBody, first_seq: u64, delivery: Option<&str>) -> Record {
+        let mut events = wire.decode("srv").unwrap().events;
+        for (i, e) in events.iter_mut().enumerate() {
+            e.id = event_id(first_seq + i as u64);
+        }
+        Record {
+            first_seq,
+            last_seq: first_seq + events.len() as u64 - 1,
+            server: Str::from("srv"),
+            events,
+            delivery: delivery.map(Str::from),
+        }
+    }
+
     /// A body journaled as it came decodes on replay to the events the
     /// live path handed on (rejected items skipped, ids as assigned), and
     /// its header keeps the delivery tag; records of both kinds share a
@@ -895,31 +911,11 @@ mod tests {
     fn wire_records_replay_the_events_they_were_decoded_to() {
         let body = r#"[{"type":"player_kill","timestamp":"3.5","attacker_guid":"a","victim_guid":"b","weapon":"Kar98"},"not an object",{"type":"chat","player_name":"Doc","message":"gg"}]"#;
         let array_wire = wire(body, false);
-        let mut decoded = array_wire.decode("srv").unwrap().events;
-        assert_eq!(decoded.len(), 2, "the string item is rejected");
-        for (i, e) in decoded.iter_mut().enumerate() {
-            e.id = event_id(40 + i as u64);
-        }
-        let record = Record {
-            first_seq: 40,
-            last_seq: 41,
-            server: Str::from("srv"),
-            events: decoded,
-            delivery: Some(Str::from("mqtt:ff")),
-        };
+        let record = acknowledged(&array_wire, 40, Some("mqtt:ff"));
+        assert_eq!(record.events.len(), 2, "the string item is rejected");
         let lines = "type=chat&player_name=A&message=hi\ntype=jump&player_name=B";
         let line_wire = wire(lines, true);
-        let mut line_events = line_wire.decode("srv").unwrap().events;
-        for (i, e) in line_events.iter_mut().enumerate() {
-            e.id = event_id(42 + i as u64);
-        }
-        let line_record = Record {
-            first_seq: 42,
-            last_seq: 43,
-            server: Str::from("srv"),
-            events: line_events,
-            delivery: None,
-        };
+        let line_record = acknowledged(&line_wire, 42, None);
         let plain = Record {
             first_seq: 44,
             last_seq: 45,
