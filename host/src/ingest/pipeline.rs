@@ -575,4 +575,93 @@ mod tests {
         p.complete(21);
         assert_eq!(p.done(), 21);
     }
+
+    /// Records what it is handed; the owned write fails `failures` times
+    /// first, handing the events back.
+    #[derive(Default)]
+    struct Recorder {
+        failures: Mutex<u32>,
+        borrowed: Mutex<Vec<u64>>,
+        owned: Mutex<Vec<u64>>,
+    }
+
+    impl EventSink for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn write(&self, events: &[Event], _: &[Outcome]) -> Result<(), SinkError> {
+            self.borrowed.lock().extend(events.iter().map(|e| e.id));
+            Ok(())
+        }
+        fn write_owned(&self, events: Vec<Event>, _: &[Outcome]) -> Result<(), Unwritten> {
+            let mut failures = self.failures.lock();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(Unwritten {
+                    error: SinkError::Unavailable("down".into()),
+                    events,
+                });
+            }
+            self.owned.lock().extend(events.iter().map(|e| e.id));
+            Ok(())
+        }
+        fn flush(&self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    /// The last sink gets the batch itself, and a write that fails gets
+    /// the same events again; the sinks before it see every event too.
+    #[test]
+    fn the_last_sink_owns_the_batch_and_a_failed_write_is_retried_whole() {
+        let first = Arc::new(Recorder::default());
+        let last = Arc::new(Recorder {
+            failures: Mutex::new(2),
+            ..Recorder::default()
+        });
+        let admission = Arc::new(Admission::new(1_000));
+        assert!(admission.try_reserve(3));
+        let pipeline = Pipeline::start(
+            PipelineConfig {
+                workers: 1,
+                ..PipelineConfig::default()
+            },
+            0,
+            admission.clone(),
+            vec![first.clone(), last.clone()],
+            None,
+            HashMap::new(),
+            None,
+        );
+        let events: Vec<Event> = (1..=3)
+            .map(|seq| {
+                let mut e = Event::new(EventKind::Jump);
+                e.id = crate::ingest::journal::event_id(seq);
+                e.server = Str::from("srv");
+                e
+            })
+            .collect();
+        let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
+        pipeline.dispatch(Record {
+            first_seq: 1,
+            last_seq: 3,
+            server: Str::from("srv"),
+            events,
+            delivery: None,
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pipeline.progress().done() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(pipeline.progress().done(), 3);
+        assert_eq!(*first.borrowed.lock(), ids);
+        assert_eq!(*last.owned.lock(), ids, "the third attempt got every event");
+        assert_eq!(*last.failures.lock(), 0);
+        assert!(
+            last.borrowed.lock().is_empty(),
+            "never copied for the last sink"
+        );
+        assert_eq!(admission.depth(), 0, "queue room given back");
+        pipeline.stop();
+    }
 }
