@@ -209,7 +209,11 @@ pub fn hash_token(token: &str) -> String {
 
 /// Constant-time comparison of a presented secret with a stored hash.
 pub fn token_matches(token: &str, stored_hash: &str) -> bool {
-    let computed = hash_token(token);
+    hashes_match(&hash_token(token), stored_hash)
+}
+
+/// Constant-time comparison of two token hashes.
+fn hashes_match(computed: &str, stored_hash: &str) -> bool {
     computed.as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
@@ -301,10 +305,13 @@ impl Servers {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
+        // Hashed once (every ingest request comes through here): the
+        // lookup finds the record, the constant-time comparison confirms it.
+        let hash = hash_token(token);
         let record = self
             .directory
-            .get_by_token_hash(&hash_token(token))?
-            .filter(|r| token_matches(token, &r.token_hash))
+            .get_by_token_hash(&hash)?
+            .filter(|r| hashes_match(&hash, &r.token_hash))
             .ok_or(AuthError::Invalid)?;
         match record.status {
             ServerStatus::Active => Ok(record),
