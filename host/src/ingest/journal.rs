@@ -45,6 +45,13 @@ pub fn event_id(seq: u64) -> u64 {
     seq << ID_SHIFT
 }
 
+/// Gives a record's events the ids of its sequences, from `first_seq` on.
+fn assign_ids(events: &mut [Event], first_seq: u64) {
+    for (i, e) in events.iter_mut().enumerate() {
+        e.id = event_id(first_seq + i as u64);
+    }
+}
+
 /// The journal sequence of a host event id (synthetic ids map to the
 /// sequence of the event that caused them, or the one before it).
 pub fn sequence_of(id: u64) -> u64 {
@@ -315,9 +322,7 @@ impl Stored {
             );
             events.truncate(journaled);
         }
-        for (i, e) in events.iter_mut().enumerate() {
-            e.id = event_id(self.first_seq + i as u64);
-        }
+        assign_ids(&mut events, self.first_seq);
         Record {
             first_seq: self.first_seq,
             last_seq: self.last_seq,
@@ -534,9 +539,7 @@ impl Journal {
                 let count = req.events.len() as u64;
                 let first_seq = self.next_seq;
                 let mut events = req.events;
-                for (i, ev) in events.iter_mut().enumerate() {
-                    ev.id = event_id(first_seq + i as u64);
-                }
+                assign_ids(&mut events, first_seq);
                 let record = Record {
                     first_seq,
                     last_seq: first_seq + count - 1,
@@ -891,9 +894,7 @@ mod tests {
     /// ids assigned from `first_seq`.
     fn acknowledged(wire: &WireBody, first_seq: u64, delivery: Option<&str>) -> Record {
         let mut events = wire.decode("srv").unwrap().events;
-        for (i, e) in events.iter_mut().enumerate() {
-            e.id = event_id(first_seq + i as u64);
-        }
+        assign_ids(&mut events, first_seq);
         Record {
             first_seq,
             last_seq: first_seq + events.len() as u64 - 1,

@@ -180,38 +180,26 @@ impl LiveSink {
         let mut matches = self.matches.lock();
         let mut touched: Vec<Str> = Vec::new();
         let mut ended = Vec::new();
-        let is_end = |e: &Event| matches!(e.kind, EventKind::MatchEnd | EventKind::GameEnd);
         // A batch holds runs of one server's (so one match's) events: the
-        // board is looked up once per run, not hashed again per event.
+        // board is taken out of the map once per run, not hashed per event.
         for run in events.chunk_by(|a, b| a.match_id == b.match_id) {
             let id = &run[0].match_id;
             if id.is_empty() {
                 continue;
             }
-            for part in run.split_inclusive(|e| is_end(e)) {
-                let (playing, ends) = match part.split_last() {
-                    Some((last, before)) if is_end(last) => (before, true),
-                    _ => (part, false),
-                };
-                if let Some(first) = playing.first() {
-                    let board = matches
-                        .entry(id.clone())
-                        .or_insert_with(|| Scoreboard::new(first));
-                    for ev in playing {
-                        board.apply(ev);
-                    }
-                    if !touched.contains(id) {
-                        touched.push(id.clone());
-                    }
-                    // Ended earlier in the batch and playing again: the
-                    // board stays (ends are published after the boards).
-                    ended.retain(|e: &String| e != id);
-                }
-                if ends {
-                    matches.remove(id);
-                    touched.retain(|t| t != id);
+            let mut board = matches.remove(id);
+            for ev in run {
+                if matches!(ev.kind, EventKind::MatchEnd | EventKind::GameEnd) {
+                    board = None;
                     ended.push(id.to_string());
+                } else {
+                    board.get_or_insert_with(|| Scoreboard::new(ev)).apply(ev);
                 }
+            }
+            touched.retain(|t| t != id);
+            if let Some(board) = board {
+                matches.insert(id.clone(), board);
+                touched.push(id.clone());
             }
         }
         let put = touched
@@ -236,11 +224,13 @@ impl LiveSink {
             live.push_kill(&ev.server, live_json(&FeedKill::of(ev))?)
                 .await?;
         }
-        for (id, state) in put {
-            live.put_match(&id, state).await?;
-        }
+        // Ends first: a match that ended and played again within the batch
+        // keeps its new board.
         for id in &ended {
             live.end_match(id).await?;
+        }
+        for (id, state) in put {
+            live.put_match(&id, state).await?;
         }
         // One heartbeat per server per batch, from its last event (the
         // last of its last run: later runs replace earlier ones).

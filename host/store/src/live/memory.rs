@@ -64,7 +64,12 @@ impl LiveStore for MemoryLive {
     }
 
     async fn live_match(&self, match_id: &str) -> Result<Option<Value>, StoreError> {
-        Ok(self.inner.lock().matches.get(match_id).map(|d| parsed(d)))
+        Ok(self
+            .inner
+            .lock()
+            .matches
+            .get(match_id)
+            .map(|d| parsed(d.get())))
     }
 
     async fn live_matches(&self) -> Result<Vec<(String, Value)>, StoreError> {
@@ -73,7 +78,7 @@ impl LiveStore for MemoryLive {
             .lock()
             .matches
             .iter()
-            .map(|(k, v)| (k.clone(), parsed(v)))
+            .map(|(k, v)| (k.clone(), parsed(v.get())))
             .collect())
     }
 
@@ -95,7 +100,7 @@ impl LiveStore for MemoryLive {
         Ok(inner
             .feeds
             .get(server)
-            .map(|f| f.iter().take(limit).map(|d| parsed(d)).collect())
+            .map(|f| f.iter().take(limit).map(|d| parsed(d.get())).collect())
             .unwrap_or_default())
     }
 
@@ -120,7 +125,7 @@ impl LiveStore for MemoryLive {
             .heartbeats
             .get(server)
             .filter(|(_, exp)| *exp > now)
-            .map(|(v, _)| parsed(v)))
+            .map(|(v, _)| parsed(v.get())))
     }
 
     async fn online_servers(&self) -> Result<Vec<(String, Value)>, StoreError> {
@@ -130,7 +135,7 @@ impl LiveStore for MemoryLive {
         Ok(inner
             .heartbeats
             .iter()
-            .map(|(k, (v, _))| (k.clone(), parsed(v)))
+            .map(|(k, (v, _))| (k.clone(), parsed(v.get())))
             .collect())
     }
 

@@ -29,9 +29,10 @@ pub fn live_json<T: Serialize + ?Sized>(doc: &T) -> Result<LiveJson, StoreError>
     })
 }
 
-/// The parsed form of a live document (always valid JSON by construction).
-pub(crate) fn parsed(doc: &serde_json::value::RawValue) -> Value {
-    serde_json::from_str(doc.get()).unwrap_or(Value::Null)
+/// The parsed form of a stored live document (written as JSON, so `Null`
+/// only for text something else put there).
+pub(crate) fn parsed(doc: &str) -> Value {
+    serde_json::from_str(doc).unwrap_or(Value::Null)
 }
 
 /// Response-cache lifetimes per route family.

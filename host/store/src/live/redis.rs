@@ -18,7 +18,7 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::{KILL_FEED_LEN, LiveJson, LiveStore, UnlockNotice};
+use super::{KILL_FEED_LEN, LiveJson, LiveStore, UnlockNotice, parsed};
 use crate::error::StoreError;
 use crate::time::now_ms;
 
@@ -37,10 +37,6 @@ impl Drop for RedisLive {
 
 fn e(err: redis::RedisError) -> StoreError {
     StoreError::redis(err)
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or(Value::Null)
 }
 
 impl RedisLive {
@@ -204,7 +200,7 @@ impl LiveStore for RedisLive {
             .query_async(&mut c)
             .await
             .map_err(e)?;
-        Ok(v.map(|s| json(&s)))
+        Ok(v.map(|s| parsed(&s)))
     }
 
     async fn live_matches(&self) -> Result<Vec<(String, Value)>, StoreError> {
@@ -215,7 +211,7 @@ impl LiveStore for RedisLive {
             .await
             .map_err(e)?;
         v.sort();
-        Ok(v.into_iter().map(|(k, s)| (k, json(&s))).collect())
+        Ok(v.into_iter().map(|(k, s)| (k, parsed(&s))).collect())
     }
 
     async fn end_match(&self, match_id: &str) -> Result<(), StoreError> {
@@ -259,7 +255,7 @@ impl LiveStore for RedisLive {
             .query_async(&mut c)
             .await
             .map_err(e)?;
-        Ok(v.iter().map(|s| json(s)).collect())
+        Ok(v.iter().map(|s| parsed(s)).collect())
     }
 
     async fn heartbeat(
@@ -295,7 +291,7 @@ impl LiveStore for RedisLive {
             .query_async(&mut c)
             .await
             .map_err(e)?;
-        Ok(v.map(|s| json(&s)))
+        Ok(v.map(|s| parsed(&s)))
     }
 
     async fn online_servers(&self) -> Result<Vec<(String, Value)>, StoreError> {
@@ -332,7 +328,7 @@ impl LiveStore for RedisLive {
         Ok(servers
             .into_iter()
             .zip(values)
-            .filter_map(|(s, v)| v.map(|v| (s, json(&v))))
+            .filter_map(|(s, v)| v.map(|v| (s, parsed(&v))))
             .collect())
     }
 
