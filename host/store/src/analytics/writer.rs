@@ -231,16 +231,26 @@ async fn run(
             }
         }
     }
+    // One buffer, handed to the store and back for every batch: events
+    // are a few hundred bytes each, and a batch that outgrew it (or a new
+    // one per batch) cost a copy of every event and fresh pages.
     let mut buf: Vec<Event> = Vec::with_capacity(config.max_rows);
+    // The part of a message that did not fit the batch, with the room it
+    // holds: it starts the next batch.
+    let mut carry: Option<(Vec<Event>, usize)> = None;
     let mut deadline: Option<Instant> = None;
     let mut open = true;
     // Room held by the events in `buf`.
     let mut held = 0usize;
-    while open || !buf.is_empty() {
+    while open || !buf.is_empty() || carry.is_some() {
         let mut flush_waiters = Vec::new();
+        if let Some((events, permits)) = carry.take() {
+            deadline = Some(Instant::now() + config.max_delay);
+            carry = take_in(&mut buf, config.max_rows, events, permits, &mut held);
+        }
         // Fill the batch until it is full, its first event is max_delay
         // old, a flush is asked for, or the channel closes.
-        while open && buf.len() < config.max_rows && flush_waiters.is_empty() {
+        while open && carry.is_none() && buf.len() < config.max_rows && flush_waiters.is_empty() {
             let msg = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
                     Ok(m) => m,
@@ -253,23 +263,35 @@ async fn run(
                     if deadline.is_none() && !events.is_empty() {
                         deadline = Some(Instant::now() + config.max_delay);
                     }
-                    held += permits as usize;
-                    buf.extend(events);
+                    carry = take_in(
+                        &mut buf,
+                        config.max_rows,
+                        events,
+                        permits as usize,
+                        &mut held,
+                    );
                 }
                 Some(Msg::Flush(w)) => flush_waiters.push(w),
                 None => open = false,
             }
         }
-        while !buf.is_empty() {
-            // Events are a few hundred bytes each: hand the buffer over
-            // whole when it fits one batch instead of copying it.
-            let batch = if buf.len() <= config.max_rows {
-                std::mem::replace(&mut buf, Vec::with_capacity(config.max_rows))
-            } else {
-                buf.drain(..config.max_rows).collect()
-            };
-            write_batch(&*store, &config, batch, &mut state, &out).await;
-            out.send_replace(state.clone());
+        loop {
+            if !buf.is_empty() {
+                let batch = std::mem::take(&mut buf);
+                buf = write_batch(&*store, &config, batch, &mut state, &out).await;
+                buf.reserve(config.max_rows);
+                out.send_replace(state.clone());
+            }
+            // A flush, and the end, store what was carried over too.
+            if open && flush_waiters.is_empty() {
+                break;
+            }
+            match carry.take() {
+                Some((events, permits)) => {
+                    carry = take_in(&mut buf, config.max_rows, events, permits, &mut held);
+                }
+                None => break,
+            }
         }
         room.add_permits(std::mem::take(&mut held));
         deadline = None;
@@ -290,20 +312,45 @@ async fn run(
     }
 }
 
+/// Moves as many of `events` into `buf` as a batch of `max_rows` has
+/// room for, counting the room (`permits`) they hold in `held`; returns
+/// the rest with the room it holds.
+fn take_in(
+    buf: &mut Vec<Event>,
+    max_rows: usize,
+    mut events: Vec<Event>,
+    permits: usize,
+    held: &mut usize,
+) -> Option<(Vec<Event>, usize)> {
+    let fits = max_rows.saturating_sub(buf.len()).max(1);
+    if events.len() <= fits {
+        *held += permits;
+        buf.extend(events);
+        return None;
+    }
+    let rest = events.split_off(fits);
+    // A message larger than the whole room holds less room than events.
+    let rest_permits = permits.saturating_sub(fits).min(rest.len());
+    *held += permits - rest_permits;
+    buf.extend(events);
+    Some((rest, rest_permits))
+}
+
 /// Stores one batch, retrying until every event is stored, skipped or
-/// (alone) rejected.
+/// (alone) rejected. Returns the batch's buffer, emptied, for the next.
 async fn write_batch(
     store: &dyn AnalyticsStore,
     config: &WriterConfig,
     batch: Vec<Event>,
     state: &mut Committed,
     out: &watch::Sender<Committed>,
-) {
+) -> Vec<Event> {
+    let mut emptied = Vec::new();
     let mut pending = vec![batch];
     while let Some(mut batch) = pending.pop() {
         let mut backoff = Backoff::new(config);
         let mut rejected = 0;
-        loop {
+        let done = loop {
             let started = std::time::Instant::now();
             let shared = Arc::new(batch);
             let result = store.insert_shared(shared.clone()).await;
@@ -325,7 +372,7 @@ async fn write_batch(
                         let slot = state.high_water.entry(server).or_insert(0);
                         *slot = (*slot).max(id);
                     }
-                    break;
+                    break Some(batch);
                 }
                 Err(e @ StoreError::Rejected { .. }) | Err(e @ StoreError::Decode { .. }) => {
                     state.failed_attempts += 1;
@@ -342,14 +389,14 @@ async fn write_batch(
                         state.rejected += 1;
                         let slot = state.high_water.entry(e0.server.to_string()).or_insert(0);
                         *slot = (*slot).max(e0.id);
-                        break;
+                        break Some(batch);
                     }
                     // Isolate the culprit: halves, earlier half first.
                     let mut batch = batch;
                     let second = batch.split_off(batch.len() / 2);
                     pending.push(second);
                     pending.push(batch);
-                    break;
+                    break None;
                 }
                 Err(e) => {
                     state.failed_attempts += 1;
@@ -359,8 +406,15 @@ async fn write_batch(
                     tokio::time::sleep(wait).await;
                 }
             }
+        };
+        if let Some(mut done) = done
+            && done.capacity() > emptied.capacity()
+        {
+            done.clear();
+            emptied = done;
         }
     }
+    emptied
 }
 
 struct Backoff {
@@ -472,6 +526,97 @@ mod tests {
         assert_eq!(committed.inserted, 1000);
         assert_eq!(store.raw_count().await.unwrap(), 1000);
         assert_eq!(writer.held(), 0, "stored events are no longer held");
+    }
+
+    /// The real SQLite store, recording the ids of every batch it is
+    /// handed.
+    struct Recording {
+        inner: SqliteAnalytics,
+        batches: parking_lot::Mutex<Vec<Vec<u64>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl AnalyticsStore for Recording {
+        fn backend(&self) -> &'static str {
+            "sqlite"
+        }
+        fn dialect(&self) -> Dialect {
+            Dialect::Sqlite
+        }
+        async fn migrate(&self) -> Result<(), StoreError> {
+            self.inner.migrate().await
+        }
+        async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError> {
+            self.insert_shared(Arc::new(events.to_vec())).await
+        }
+        async fn insert_shared(&self, events: Arc<Vec<Event>>) -> Result<InsertReport, StoreError> {
+            self.batches
+                .lock()
+                .push(events.iter().map(|e| e.id).collect());
+            self.inner.insert_shared(events).await
+        }
+        async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
+            self.inner.high_water_marks().await
+        }
+        async fn fetch(&self, sql: &str) -> Result<Vec<Row>, StoreError> {
+            self.inner.fetch(sql).await
+        }
+        async fn drop_raw_before(&self, cutoff_ms: i64) -> Result<Vec<u32>, StoreError> {
+            self.inner.drop_raw_before(cutoff_ms).await
+        }
+        async fn raw_count(&self) -> Result<u64, StoreError> {
+            self.inner.raw_count().await
+        }
+    }
+
+    /// Messages that straddle a batch are split: every batch but the last
+    /// is exactly full, events keep their order, a flush stores the part
+    /// carried over, and no room stays held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_are_split_across_batches_in_order() {
+        for (max_rows, sizes) in [
+            (10, vec![7, 7, 7, 7, 7]),
+            (10, vec![25]),
+            (10, vec![3, 30, 1]),
+            (4, vec![4, 4, 5]),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let inner = SqliteAnalytics::open(&dir.path().join("w.db"))
+                .await
+                .unwrap();
+            inner.migrate().await.unwrap();
+            let store = Arc::new(Recording {
+                inner,
+                batches: parking_lot::Mutex::new(Vec::new()),
+            });
+            let config = WriterConfig {
+                max_rows,
+                // Only full batches and the flush cut a batch.
+                max_delay: Duration::from_secs(600),
+                queue: 1_000,
+                ..WriterConfig::default()
+            };
+            let writer = BatchWriter::spawn(store.clone(), config);
+            let mut next = 1;
+            for n in &sizes {
+                writer.send_many(kills(next..=next + n - 1)).await.unwrap();
+                next += n;
+            }
+            let total = next - 1;
+            let committed = writer.flush().await.unwrap();
+            assert_eq!(committed.inserted, total, "{sizes:?}");
+            assert_eq!(writer.held(), 0, "{sizes:?}");
+            let batches = store.batches.lock().clone();
+            let (last, full) = batches.split_last().unwrap();
+            assert!(
+                full.iter().all(|b| b.len() == max_rows),
+                "{sizes:?}: {batches:?}"
+            );
+            assert!(!last.is_empty() && last.len() <= max_rows);
+            let ids: Vec<u64> = batches.concat();
+            assert_eq!(ids, (1..=total).collect::<Vec<_>>(), "{sizes:?}");
+            assert_eq!(store.raw_count().await.unwrap(), total);
+        }
     }
 
     #[test]
