@@ -69,6 +69,28 @@ pub(crate) async fn open(path: &Path, max_connections: u32) -> Result<SqlitePool
 mod tests {
     use super::*;
 
+    /// `.cargo/config.toml` builds SQLite without the process-wide page
+    /// cache (one mutex for every page any connection touches).
+    #[test]
+    fn each_connection_has_a_page_cache_of_its_own() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            options.iter().any(|o| o.starts_with("THREADSAFE=")),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+
     #[tokio::test]
     async fn every_pooled_connection_keeps_temporary_data_in_memory() {
         let dir = tempfile::tempdir().unwrap();
