@@ -46,9 +46,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve(config) => {
-            tokio::runtime::Runtime::new()?.block_on(crate::server::serve(config))
-        }
+        Command::Serve(config) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .on_thread_start(opm_model::sched::enter_foreground)
+            .build()?
+            .block_on(crate::server::serve(config)),
         Command::Migrate(config) => tokio::runtime::Runtime::new()?.block_on(migrate(config)),
         Command::Loadgen(config) => {
             use crate::loadgen::server_side;

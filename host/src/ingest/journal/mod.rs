@@ -551,7 +551,10 @@ impl Journal {
         let shared = self.shared.clone();
         std::thread::Builder::new()
             .name("opm-journal".into())
-            .spawn(move || self.run(rx, dispatch))
+            .spawn(move || {
+                opm_model::sched::enter_foreground();
+                self.run(rx, dispatch)
+            })
             .expect("spawn journal writer");
         JournalHandle { tx, shared }
     }
