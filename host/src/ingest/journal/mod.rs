@@ -770,20 +770,9 @@ impl JournalHandle {
         events: Vec<Event>,
         wire: Option<WireBody>,
     ) -> Result<Appended, JournalError> {
-        if self.shared.failed.load(Ordering::SeqCst) {
-            return Err(JournalError::Failed);
-        }
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(AppendRequest {
-                server,
-                events,
-                wire,
-                delivery: None,
-                reply,
-            })
-            .map_err(|_| JournalError::Closed)?;
-        rx.blocking_recv().map_err(|_| JournalError::Closed)?
+        self.send(server, events, wire, None)?
+            .blocking_recv()
+            .map_err(|_| JournalError::Closed)?
     }
 
     /// True until a write has failed.

@@ -444,10 +444,24 @@ mod tests {
     use crate::analytics::{Dialect, InsertReport, Row};
 
     /// The real SQLite store behind a gate: `insert` waits for a permit,
-    /// as a store that has fallen behind would.
+    /// as a store that has fallen behind would. It records the ids of
+    /// every batch it is handed.
     struct Gated {
         inner: SqliteAnalytics,
         gate: Arc<Semaphore>,
+        batches: parking_lot::Mutex<Vec<Vec<u64>>>,
+    }
+
+    impl Gated {
+        async fn open(dir: &std::path::Path, permits: usize) -> Gated {
+            let inner = SqliteAnalytics::open(&dir.join("w.db")).await.unwrap();
+            inner.migrate().await.unwrap();
+            Gated {
+                inner,
+                gate: Arc::new(Semaphore::new(permits)),
+                batches: parking_lot::Mutex::new(Vec::new()),
+            }
+        }
     }
 
     #[async_trait::async_trait]
@@ -462,11 +476,13 @@ mod tests {
             self.inner.migrate().await
         }
         async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError> {
-            self.gate.acquire().await.unwrap().forget();
-            self.inner.insert(events).await
+            self.insert_shared(Arc::new(events.to_vec())).await
         }
         async fn insert_shared(&self, events: Arc<Vec<Event>>) -> Result<InsertReport, StoreError> {
             self.gate.acquire().await.unwrap().forget();
+            self.batches
+                .lock()
+                .push(events.iter().map(|e| e.id).collect());
             self.inner.insert_shared(events).await
         }
         async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -490,15 +506,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn send_waits_while_the_writer_holds_its_queue_of_events() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = SqliteAnalytics::open(&dir.path().join("w.db"))
-            .await
-            .unwrap();
-        inner.migrate().await.unwrap();
-        let gate = Arc::new(Semaphore::new(0));
-        let store = Arc::new(Gated {
-            inner,
-            gate: gate.clone(),
-        });
+        let store = Arc::new(Gated::open(dir.path(), 0).await);
+        let gate = store.gate.clone();
         let config = WriterConfig {
             max_rows: 100,
             max_delay: Duration::from_millis(1),
@@ -528,47 +537,6 @@ mod tests {
         assert_eq!(writer.held(), 0, "stored events are no longer held");
     }
 
-    /// The real SQLite store, recording the ids of every batch it is
-    /// handed.
-    struct Recording {
-        inner: SqliteAnalytics,
-        batches: parking_lot::Mutex<Vec<Vec<u64>>>,
-    }
-
-    #[async_trait::async_trait]
-    impl AnalyticsStore for Recording {
-        fn backend(&self) -> &'static str {
-            "sqlite"
-        }
-        fn dialect(&self) -> Dialect {
-            Dialect::Sqlite
-        }
-        async fn migrate(&self) -> Result<(), StoreError> {
-            self.inner.migrate().await
-        }
-        async fn insert(&self, events: &[Event]) -> Result<InsertReport, StoreError> {
-            self.insert_shared(Arc::new(events.to_vec())).await
-        }
-        async fn insert_shared(&self, events: Arc<Vec<Event>>) -> Result<InsertReport, StoreError> {
-            self.batches
-                .lock()
-                .push(events.iter().map(|e| e.id).collect());
-            self.inner.insert_shared(events).await
-        }
-        async fn high_water_marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
-            self.inner.high_water_marks().await
-        }
-        async fn fetch(&self, sql: &str) -> Result<Vec<Row>, StoreError> {
-            self.inner.fetch(sql).await
-        }
-        async fn drop_raw_before(&self, cutoff_ms: i64) -> Result<Vec<u32>, StoreError> {
-            self.inner.drop_raw_before(cutoff_ms).await
-        }
-        async fn raw_count(&self) -> Result<u64, StoreError> {
-            self.inner.raw_count().await
-        }
-    }
-
     /// Messages that straddle a batch are split: every batch but the last
     /// is exactly full, events keep their order, a flush stores the part
     /// carried over, and no room stays held.
@@ -581,14 +549,7 @@ mod tests {
             (4, vec![4, 4, 5]),
         ] {
             let dir = tempfile::tempdir().unwrap();
-            let inner = SqliteAnalytics::open(&dir.path().join("w.db"))
-                .await
-                .unwrap();
-            inner.migrate().await.unwrap();
-            let store = Arc::new(Recording {
-                inner,
-                batches: parking_lot::Mutex::new(Vec::new()),
-            });
+            let store = Arc::new(Gated::open(dir.path(), Semaphore::MAX_PERMITS).await);
             let config = WriterConfig {
                 max_rows,
                 // Only full batches and the flush cut a batch.
