@@ -31,11 +31,12 @@ const CHUNK: usize = 1 << 20;
 /// One spare segment at a time, filled by a thread of its own.
 pub(super) struct Spares {
     request: Sender<()>,
-    ready: Receiver<PathBuf>,
+    /// A filled spare, or `None` when filling one failed.
+    ready: Receiver<Option<PathBuf>>,
     /// A spare was asked for and has not been taken yet.
     pending: bool,
-    /// A ready spare received but not yet taken.
-    held: Option<PathBuf>,
+    /// An answer of the filling thread received but not yet taken.
+    held: Option<Option<PathBuf>>,
 }
 
 impl Spares {
@@ -50,14 +51,16 @@ impl Spares {
             .spawn(move || {
                 opm_model::sched::enter_background();
                 for () in requests {
-                    match fill(&thread_dir, bytes) {
-                        Ok(path) => {
-                            if done.send(path).is_err() {
-                                return;
-                            }
-                        }
-                        // The writer goes on appending to plain files.
-                        Err(e) => tracing::warn!(error = %e, "cannot prepare a journal segment"),
+                    let filled = fill(&thread_dir, bytes)
+                        .inspect_err(|e| {
+                            // The writer appends to a plain file instead,
+                            // and asks again at its next roll.
+                            tracing::warn!(error = %e, "cannot prepare a journal segment");
+                            let _ = std::fs::remove_file(thread_dir.join(FILLING));
+                        })
+                        .ok();
+                    if done.send(filled).is_err() {
+                        return;
                     }
                 }
             })?;
@@ -86,6 +89,10 @@ impl Spares {
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(None),
         };
         self.pending = false;
+        let Some(spare) = spare else {
+            self.ask();
+            return Ok(None);
+        };
         std::fs::rename(&spare, path)?;
         self.ask();
         OpenOptions::new().write(true).open(path).map(Some)
@@ -97,7 +104,7 @@ impl Spares {
         if self.held.is_none() {
             self.held = self.ready.recv_timeout(timeout).ok();
         }
-        self.held.is_some()
+        self.held.as_ref().is_some_and(Option::is_some)
     }
 }
 
@@ -142,5 +149,23 @@ mod tests {
         assert!(dir.path().join(SPARE).exists());
         assert!(spares.take(&dir.path().join("2.seg")).unwrap().is_some());
         assert!(!dir.path().join(SPARE).exists());
+    }
+
+    #[test]
+    fn a_failed_fill_is_asked_for_again_at_the_next_take() {
+        let dir = tempfile::tempdir().unwrap();
+        // The filling file's name is taken by a directory: filling fails.
+        std::fs::create_dir(dir.path().join(FILLING)).unwrap();
+        let mut spares = Spares::start(dir.path(), 4096).unwrap();
+        assert!(!spares.wait_ready(Duration::from_secs(30)), "no spare");
+        let target = dir.path().join("1.seg");
+        assert!(spares.take(&target).unwrap().is_none());
+        assert!(spares.pending, "asked again");
+        std::fs::remove_dir(dir.path().join(FILLING)).unwrap();
+        assert!(
+            spares.wait_ready(Duration::from_secs(30)),
+            "the retry fills"
+        );
+        assert!(spares.take(&target).unwrap().is_some());
     }
 }
