@@ -103,6 +103,10 @@ pub(crate) struct PackEntry {
     id: Str,
     current: ArcSwap<PackVersion>,
     previous: Mutex<Option<Arc<PackVersion>>>,
+    /// Digest of the version a rollback replaced: the file usually still
+    /// holds it, and a late or repeated notification of that file must
+    /// not undo the rollback. Cleared when another version is loaded.
+    rolled_back_from: Mutex<Option<String>>,
     committed: Arc<Mutex<Committed>>,
     positions: Mutex<FxMap<Str, u64>>,
     health: Mutex<Health>,
@@ -247,7 +251,9 @@ impl PluginHost {
     }
 
     /// Swaps a pack back to its previous version (and the current one
-    /// becomes the previous). False when there is none.
+    /// becomes the previous). False when there is none. The rollback holds
+    /// until a file with other content is written: the watcher does not
+    /// load the content it rolled back from again.
     pub fn rollback(&self, pack: &str) -> bool {
         let _admin = self.inner.admin.lock();
         let packs = self.inner.packs.load();
@@ -257,6 +263,7 @@ impl PluginHost {
         let mut prev = entry.previous.lock();
         let Some(p) = prev.take() else { return false };
         let cur = entry.current.swap(p);
+        *entry.rolled_back_from.lock() = Some(cur.sha256.clone());
         *prev = Some(cur);
         true
     }
@@ -547,14 +554,16 @@ impl Inner {
 
     fn load_file_inner(&self, path: &Path) -> Result<(), LoadError> {
         {
-            // Unchanged content (a touch, a duplicate notification): nothing to do.
+            // Unchanged content (a touch, a duplicate notification), or
+            // the content a rollback turned away from: nothing to do.
             let bytes = std::fs::read(path)
                 .map_err(|e| LoadError::Io(path.display().to_string(), e.to_string()))?;
             let sha = sandbox::sha256_hex(&bytes);
             let packs = self.packs.load();
             if packs.iter().any(|e| {
                 let v = e.current.load();
-                v.path == path && v.sha256 == sha
+                v.path == path
+                    && (v.sha256 == sha || e.rolled_back_from.lock().as_deref() == Some(&*sha))
             }) {
                 return Ok(());
             }
@@ -618,6 +627,7 @@ impl Inner {
         if let Some(entry) = packs.iter().find(|e| e.id == id) {
             let old = entry.current.swap(version.clone());
             *entry.previous.lock() = Some(old);
+            *entry.rolled_back_from.lock() = None;
             tracing::info!(pack = %id, version = %version.version, "pack swapped");
         } else {
             let rows = self
@@ -632,6 +642,7 @@ impl Inner {
                 id: id.clone(),
                 current: ArcSwap::new(version.clone()),
                 previous: Mutex::new(None),
+                rolled_back_from: Mutex::new(None),
                 committed: Arc::new(Mutex::new(Committed::from_rows(rows))),
                 positions: Mutex::new(positions.into_iter().collect()),
                 health: Mutex::new(Health {

@@ -64,6 +64,36 @@ fn current_sha(host: &PluginHost) -> Option<String> {
     host.status().packs.first().map(|p| p.sha256.clone())
 }
 
+/// A repeated or late notification of the file a rollback turned away
+/// from leaves the rollback in place; other content loads as usual.
+#[test]
+fn a_rollback_holds_until_other_content_is_written() {
+    let base = std::fs::read(good_pack()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = config(&tmp.path().join("cache"), 1);
+    c.pack_config.insert("good".into(), kv(&[("id", "good")]));
+    let (host, _, _) = new_host(c);
+    let path = tmp.path().join("good.wasm");
+    let versions: Vec<Vec<u8>> = (1..=3).map(|i| variant(&base, &format!("r{i}"))).collect();
+    for bytes in &versions[..2] {
+        install(tmp.path(), "good.wasm", bytes);
+        host.load_file(&path).unwrap();
+    }
+    assert!(host.rollback("good"));
+    assert_eq!(current_sha(&host).unwrap(), sha(&versions[0]));
+    // The file still holds the second version: loading it again is a
+    // repeated notification.
+    host.load_file(&path).unwrap();
+    assert_eq!(current_sha(&host).unwrap(), sha(&versions[0]));
+    install(tmp.path(), "good.wasm", &versions[2]);
+    host.load_file(&path).unwrap();
+    assert_eq!(current_sha(&host).unwrap(), sha(&versions[2]));
+    // Written again after another version, the second loads once more.
+    install(tmp.path(), "good.wasm", &versions[1]);
+    host.load_file(&path).unwrap();
+    assert_eq!(current_sha(&host).unwrap(), sha(&versions[1]));
+}
+
 #[test]
 fn twenty_swaps_under_load_change_nothing() {
     const SWAPS: usize = 20;
