@@ -64,7 +64,7 @@ pub fn enter_background() {
 }
 
 /// Marks the calling thread as latency-bound: a short scheduler time
-/// slice (`SLICE_NS`), so that when it wakes it may preempt a thread with
+/// slice ([`FOREGROUND_SLICE_NS`]), so that when it wakes it may preempt a thread with
 /// the default slice at once instead of waiting for that slice to end
 /// (Linux 6.12 and later, EEVDF's custom slices; older kernels ignore
 /// it). Call it once per thread. A failure leaves the thread as it was.

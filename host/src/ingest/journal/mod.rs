@@ -426,6 +426,16 @@ pub fn decode_segment(bytes: &[u8]) -> (Vec<Stored>, usize, Option<String>) {
     (records, pos, None)
 }
 
+/// Creates an empty segment that is not zero-filled: the writer appends
+/// to it until a spare replaces it or it rolls.
+fn plain_segment(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+}
+
 /// Length of what follows a segment's valid prefix up to its last
 /// non-zero byte: the torn part of a write that never completed (zeros
 /// after it are the segment's unwritten fill).
@@ -500,11 +510,7 @@ impl Journal {
                 // Empty: the first write swaps in a zero-filled spare
                 // once one is ready.
                 let path = config.dir.join(segment_name(next_seq));
-                let f = OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .open(&path)?;
+                let f = plain_segment(&path)?;
                 File::open(&config.dir)?.sync_all()?;
                 segments.push((next_seq, path));
                 (f, (0, false))
@@ -709,14 +715,7 @@ impl Journal {
         let path = self.config.dir.join(segment_name(self.next_seq));
         let (f, filled) = match self.spares.take(&path)? {
             Some(f) => (f, true),
-            None => (
-                OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .open(&path)?,
-                false,
-            ),
+            None => (plain_segment(&path)?, false),
         };
         File::open(&self.config.dir)?.sync_all()?;
         self.active = f;
